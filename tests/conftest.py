@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests run in the fast profile: tiny random model, few steps."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("COURSE_PROFILE", "fast")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """``(model, tokenizer)`` of the tiny random llama, loaded once per test session (do not train it in place:
+    use ``copy.deepcopy(model)`` if a test changes weights)."""
+    from course_lib import models
+
+    return models.load_model("tiny", device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model):
+    return tiny_model[1]

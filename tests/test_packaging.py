@@ -32,12 +32,13 @@ def _pins(lines: list[str]) -> dict[str, str]:
 def test_every_dependency_is_pinned_exactly():
     project = _pyproject()["project"]
     _pins(project["dependencies"])
-    _pins(project["optional-dependencies"]["dev"])
+    for extra in project["optional-dependencies"].values():
+        _pins(extra)
 
 
 def test_environment_yml_mirrors_pyproject():
     project = _pyproject()["project"]
-    expected = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    expected = _pins(project["dependencies"] + sum(project["optional-dependencies"].values(), []))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     got = _pins([p for p in pip_section if not p.startswith("-e")])
@@ -57,7 +58,9 @@ def test_no_deps_pin_agrees_everywhere():
 
 
 def test_torch_is_the_cpu_wheel_version():
-    assert "torch==2.13.0" in _pyproject()["project"]["dependencies"]
+    project = _pyproject()["project"]
+    assert project["optional-dependencies"]["cpu"] == ["torch==2.13.0"]
+    assert not any(d.startswith("torch") for d in project["dependencies"]), "torch belongs in the cpu extra"
 
 
 def test_layout_matches_design():

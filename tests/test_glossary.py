@@ -13,6 +13,9 @@ REQUIRED = [
     "Fine-tuning", "Profile", "Parameter", "dtype", "fp32", "bf16", "fp16", "Loss scaling", "Compute capability",
     "4-bit quantisation", "GGUF", "safetensors", "Token", "Tokenizer", "Chat template", "Padding token",
     "Embedding", "Attention", "Grouped-query attention", "MLP", "LoRA", "QLoRA",
+    # 03
+    "Rank", "Scaling", "Merging", "Dropout", "Target modules", "Gradient", "Optimizer states",
+    "Mixed precision", "Activations", "Labels", "Logits",
 ]
 
 

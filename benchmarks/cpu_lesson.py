@@ -1,0 +1,256 @@
+"""Notebook 04's full-profile recipe on a CPU, timed and scored; plus our recipe's speed against the naive one.
+
+Runs the same ``course_lib`` calls as ``notebooks/04_lora_with_trl.ipynb`` in the ``full`` profile: the embedded
+SmolLM2-135M-Instruct, every training and held-out row, ``PROFILE.train_steps`` LoRA steps with the ``cpu``
+preset and the short system prompt, then held-out and regression scores before and after (and, unless
+``--skip-full``, the notebook's full fine-tuning run at a quarter of the steps). Then, in the same process, a few
+steps of our recipe and of the naive one (trl's defaults: the long prompt, padded batches, gradient checkpointing
+on) to print their throughput as a ratio. Writes ``benchmarks/results/cpu_lesson.json``.
+
+Usage (from the repo root)::
+
+    COURSE_CACHE=/tmp/cc1 .venv/bin/python benchmarks/cpu_lesson.py
+    .venv/bin/python benchmarks/cpu_lesson.py --steps 4 --limit 8 --skip-full --out /tmp/smoke.json   # smoke run
+
+Timings depend on what else the machine runs: the JSON records the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("COURSE_PROFILE", "full")
+
+from transformers import TrainerCallback  # noqa: E402
+
+from course_lib import data, evaluate, models, profile, train  # noqa: E402
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "course-lib")
+EVAL_DURING_TRAINING = 32  # held-out rows whose loss is tracked while training (as in the notebook)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _machine() -> dict:
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:
+        physical = None
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical, "platform": platform.platform(),
+            "load_average_1m_at_start": os.getloadavg()[0]}
+
+
+def _task(metrics: dict) -> dict:
+    return {"json_valid": metrics["json_valid"], "schema_valid": metrics["schema_valid"],
+            "field_accuracy": metrics["field_accuracy"], "field_accuracy_mean": metrics["field_accuracy_mean"],
+            "sign_off": metrics["sign_off"], "n": metrics["n"]}
+
+
+class _StepTimer(TrainerCallback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def measure_recipe(model, tok, rows, preset, system_prompt, steps: int, label: str) -> dict:
+    """Tokens/s of a few LoRA steps (the first, warm-up step excluded) with one preset and system prompt."""
+    timer = _StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        config = train.sft_config(preset, out, steps=steps, lr=5e-4, save_steps=10**6, eval_steps=10**6,
+                                  logging_steps=1, progress=False)
+        trainer = train.build_trainer(copy.deepcopy(model), tok, rows, None, config, method="lora",
+                                      lora=train.lora_config(), system_prompt=system_prompt,
+                                      max_length=preset.max_length, callbacks=[timer])
+        trainer.train()
+    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    seconds = sum(timer.times[1:])
+    examples = preset.batch_size * preset.grad_accum * (steps - 1)
+    answer = train._answer_tokens_per_example(trainer.train_dataset) * examples
+    result = {"recipe": label, "preset": asdict(preset), "system_prompt": system_prompt or "(rows' own, long)",
+              "steps_timed": steps - 1, "seconds": seconds, "seconds_per_step": seconds / (steps - 1),
+              "tokens_per_second": (tokens[-1] - tokens[0]) / seconds, "examples_per_second": examples / seconds,
+              "answer_tokens_per_second": answer / seconds}
+    print(f"  {label:>6}: {result['seconds_per_step']:.1f} s/step, {result['tokens_per_second']:.0f} tokens/s, "
+          f"{result['examples_per_second']:.2f} examples/s", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=None, help="LoRA steps (default: the full profile's)")
+    parser.add_argument("--limit", type=int, default=0, help="use only this many rows of each split (smoke runs)")
+    parser.add_argument("--ratio-steps", type=int, default=5, help="steps per recipe in the speed comparison")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: free physical cores)")
+    parser.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning comparison")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu_lesson.json"))
+    args = parser.parse_args()
+
+    PROFILE = profile.get_profile()
+    steps = args.steps or PROFILE.train_steps
+    threads, why = train.cpu_threads(args.threads)
+    print(f"{threads} thread(s): {why}", flush=True)
+    report: dict = {"command": " ".join(shlex.quote(a) for a in sys.argv), "profile": PROFILE.name,
+                    "machine": {**_machine(), "threads": threads}, "versions": _versions(), "wall_seconds": {}}
+    wall = report["wall_seconds"]
+    t_all = time.perf_counter()
+
+    t = time.perf_counter()
+    model, tok = models.load_model(PROFILE.model)
+    limit = args.limit or None
+    train_rows = data.load_split("train")[: PROFILE.train_examples or None][:limit]
+    heldout = data.load_split("heldout")[: PROFILE.eval_examples or None][:limit]
+    regression = data.load_split("regression")[: PROFILE.eval_examples or None][:limit]
+    wall["load"] = time.perf_counter() - t
+    report["rows"] = {"train": len(train_rows), "heldout": len(heldout), "regression": len(regression)}
+
+    t = time.perf_counter()
+    base_task = evaluate.score_task(model, tok, heldout, progress=False)
+    base_reg = evaluate.score_regression(model, tok, regression)
+    wall["eval_base"] = time.perf_counter() - t
+    print(f"base: {_task(base_task.metrics)}, regression {base_reg['accuracy']:.3f}", flush=True)
+
+    t = time.perf_counter()
+    run = train.train_sft(model, train_rows, heldout[:EVAL_DURING_TRAINING], method="lora", steps=steps,
+                          tokenizer=tok, threads=threads, progress=False)
+    wall["train_lora"] = time.perf_counter() - t
+    adapter = train.save_adapter(run.model, run.output_dir / "adapter")
+
+    t = time.perf_counter()
+    heldout_short = train.with_system_prompt(heldout, train.SHORT_SYSTEM_PROMPT)
+    lora_task = evaluate.score_task(run.model, tok, heldout_short, progress=False)
+    lora_reg = evaluate.score_regression(run.model, tok, regression)
+    wall["eval_lora"] = time.perf_counter() - t
+    print(f"LoRA: {_task(lora_task.metrics)}, regression {lora_reg['accuracy']:.3f}", flush=True)
+    losses = [(h["step"], h["eval_loss"]) for h in run.history if "eval_loss" in h]
+    report["lora"] = {
+        "steps": steps, "lr": 5e-4, "r": 16, "alpha": 32, "target_modules": "all-linear",
+        "preset": asdict(run.preset), "system_prompt": train.SHORT_SYSTEM_PROMPT,
+        "train_seconds": run.seconds, "tokens_per_second": run.tokens_per_second,
+        "answer_tokens_per_second": run.answer_tokens / run.seconds, "trainable_params": run.trainable_params,
+        "total_params": run.total_params, "adapter_bytes": train.size_on_disk(adapter),
+        "eval_loss_by_step": losses, "final_train_loss": [h["loss"] for h in run.history if "loss" in h][-1],
+    }
+    report["heldout"] = {"base_zero_shot_long_prompt": _task(base_task.metrics),
+                         "lora_short_prompt": _task(lora_task.metrics),
+                         "lora_examples": lora_task.predictions[:3], "base_examples": base_task.predictions[:3]}
+    report["regression"] = {"base": base_reg["accuracy"], "lora": lora_reg["accuracy"],
+                            "base_per_skill": base_reg["per_skill"], "lora_per_skill": lora_reg["per_skill"]}
+    del run
+
+    if not args.skip_full:
+        full_steps = max(1, steps // 4)
+        t = time.perf_counter()
+        full = train.train_sft(model, train_rows, heldout[:EVAL_DURING_TRAINING], method="full", steps=full_steps,
+                               tokenizer=tok, save_steps=full_steps, threads=threads, progress=False)
+        wall["train_full"] = time.perf_counter() - t
+        t = time.perf_counter()
+        full_task = evaluate.score_task(full.model, tok, heldout_short, progress=False)
+        full_reg = evaluate.score_regression(full.model, tok, regression)
+        wall["eval_full"] = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as folder:
+            full.model.save_pretrained(folder)
+            full_bytes = train.size_on_disk(folder)
+        report["full"] = {"steps": full_steps, "lr": 5e-5, "train_seconds": full.seconds,
+                          "seconds_per_step": full.seconds / full_steps, "tokens_per_second": full.tokens_per_second,
+                          "trainable_params": full.trainable_params, "model_bytes": full_bytes,
+                          "checkpoint_bytes": train.size_on_disk(train.latest_checkpoint(full.output_dir)),
+                          "heldout": _task(full_task.metrics), "regression": full_reg["accuracy"]}
+        report["lora"]["seconds_per_step"] = report["lora"]["train_seconds"] / steps
+        del full
+
+    t = time.perf_counter()
+    print("speed: our recipe vs the naive one (same rows, same LoRA, same batch size)", flush=True)
+    ours_preset, _ = train.choose_preset("cpu")
+    naive_preset = replace(ours_preset, name="naive", gradient_checkpointing=True, padding_free=False)
+    rows = train_rows[: ours_preset.batch_size * args.ratio_steps]
+    naive = measure_recipe(model, tok, rows, naive_preset, None, args.ratio_steps, "naive")
+    ours = measure_recipe(model, tok, rows, ours_preset, train.SHORT_SYSTEM_PROMPT, args.ratio_steps, "ours")
+    wall["speed_ratio"] = time.perf_counter() - t
+    report["speed"] = {
+        "naive": naive, "ours": ours,
+        "ratio_examples_per_second": ours["examples_per_second"] / naive["examples_per_second"],
+        "ratio_answer_tokens_per_second": ours["answer_tokens_per_second"] / naive["answer_tokens_per_second"],
+        "ratio_tokens_per_second": ours["tokens_per_second"] / naive["tokens_per_second"],
+        "note": "examples/s (= answer tokens/s) is the fair ratio: both recipes learn the same answers; the short "
+                "prompt makes each example fewer tokens, so raw tokens/s understates the gain.",
+    }
+
+    wall["total_recipe"] = sum(v for k, v in wall.items() if k != "speed_ratio")
+    wall["total_with_speed_ratio"] = time.perf_counter() - t_all
+    base_fewshot = REPO / "benchmarks" / "results" / "baseline_fewshot.json"
+    targets = {"recipe_minutes": wall["total_recipe"] / 60,
+               "regression_drop_points": 100 * (base_reg["accuracy"] - lora_reg["accuracy"])}
+    if base_fewshot.is_file():
+        base = json.loads(base_fewshot.read_text())
+        report["baseline_fewshot_file"] = str(base_fewshot.relative_to(REPO))
+        fewshot = _find_json_valid(base)
+        if fewshot is not None:
+            targets["json_valid_gain_points_vs_fewshot"] = 100 * (lora_task.metrics["json_valid"] - fewshot)
+            targets["fewshot_json_valid"] = fewshot
+    targets["json_valid_gain_points_vs_base_zero_shot"] = 100 * (lora_task.metrics["json_valid"]
+                                                                 - base_task.metrics["json_valid"])
+    report["targets"] = targets
+    report["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({"wall_seconds": wall, "targets": targets, "speed_ratio_examples_per_second":
+                      report["speed"]["ratio_examples_per_second"]}, indent=2))
+    print(f"wrote {args.out}")
+
+
+def _find_json_valid(base: dict) -> float | None:
+    """The best few-shot held-out JSON validity in baseline_fewshot.json (its layout is helper-owned: search it)."""
+    best = None
+
+    def walk(node, path):
+        nonlocal best
+        if isinstance(node, dict):
+            if "json_valid" in node and isinstance(node["json_valid"], (int, float)) and "shot" in path \
+                    and "zero" not in path and "0-shot" not in path:
+                best = node["json_valid"] if best is None else max(best, node["json_valid"])
+            for k, v in node.items():
+                walk(v, path + "/" + str(k).lower())
+
+    walk(base, "")
+    return best
+
+
+if __name__ == "__main__":
+    main()

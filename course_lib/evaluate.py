@@ -1,0 +1,266 @@
+"""Evaluation: how well a model does the GreenLeaf task, and whether it kept its general skills.
+
+Task metrics score an answer against the target JSON (``task_metrics``); ``score_task`` generates the answers
+(zero-shot or few-shot) and scores them; ``score_regression`` runs the general-skills regression set, the check
+that a fine-tune did not make the model worse at everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import jsonschema
+
+from course_lib import greenleaf
+
+SCORED_FIELDS = ("category", "priority", "needs_human")  # fields with one right answer; the reply is free text
+# Bars of plot_task_scores, in order: (metric key, label).
+PLOT_METRICS = (
+    ("json_valid", "JSON parses"),
+    ("schema_valid", "schema valid"),
+    ("category", "category"),
+    ("priority", "priority"),
+    ("needs_human", "needs_human"),
+    ("sign_off", "sign-off"),
+)
+REGRESSION_CHECKS = ("contains", "exact", "number")
+_VALIDATOR = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_PLACEHOLDER = re.compile(r"<[A-Z_]{3,}>")  # redaction placeholders: <EMAIL>, <PHONE>, ...
+
+
+# ------------------------------------------------------------------------------------------- task metrics
+
+
+def _same(a, b) -> bool:
+    """Equal and of the same type: ``1 == True`` in Python, but the answer ``1`` is not the boolean ``true``."""
+    return type(a) is type(b) and a == b
+
+
+def score_answer(prediction: str, reference: str) -> dict:
+    """Score one answer against its target JSON: ``{"json_valid", "schema_valid", <field>..., "sign_off"}``,
+    each ``True``/``False``. An answer that does not parse is wrong on every field."""
+    target = greenleaf.parse_triage(reference)
+    if target is None:
+        raise ValueError(f"The reference {reference[:80]!r} is not triage JSON: references must be the target "
+                         "answers from the data (the assistant message of each row).")
+    answer = greenleaf.parse_triage(prediction or "")
+    parsed = isinstance(answer, dict)
+    answer = answer if parsed else {}
+    scores = {"json_valid": parsed, "schema_valid": parsed and _VALIDATOR.is_valid(answer)}
+    for name in SCORED_FIELDS:
+        scores[name] = parsed and name in answer and _same(answer[name], target.get(name))
+    reply = answer.get("reply")
+    scores["sign_off"] = isinstance(reply, str) and reply.strip().endswith(greenleaf.SIGN_OFF)
+    return scores
+
+
+def task_metrics(predictions: list[str], references: list[str]) -> dict:
+    """Fractions over the answers: ``n``, ``json_valid`` (parses as a JSON object, surrounding text allowed),
+    ``schema_valid`` (matches ``greenleaf.TRIAGE_SCHEMA``: right keys, known category/priority, boolean
+    needs_human), ``field_accuracy`` (``{"category", "priority", "needs_human"}``), ``field_accuracy_mean``, and
+    ``sign_off`` (the reply ends with ``greenleaf.SIGN_OFF``)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"Got {len(predictions)} predictions for {len(references)} references: give one answer "
+                         "per reference, in the same order.")
+    if not predictions:
+        raise ValueError("No predictions to score: pass at least one answer and its reference.")
+    items = [score_answer(p, r) for p, r in zip(predictions, references)]
+    n = len(items)
+
+    def frac(key: str) -> float:
+        return sum(item[key] for item in items) / n
+
+    per_field = {name: frac(name) for name in SCORED_FIELDS}
+    return {
+        "n": n,
+        "json_valid": frac("json_valid"),
+        "schema_valid": frac("schema_valid"),
+        "field_accuracy": per_field,
+        "field_accuracy_mean": sum(per_field.values()) / len(per_field),
+        "sign_off": frac("sign_off"),
+    }
+
+
+# --------------------------------------------------------------------------------------- prompts, scoring
+
+
+def _turn(row: dict, role: str) -> str:
+    for message in row.get("messages", []):
+        if message.get("role") == role:
+            return message["content"]
+    raise ValueError(f"Row {row.get('id', '?')!r} has no {role!r} message: chat rows need "
+                     "messages [system, user, assistant].")
+
+
+def few_shot_messages(ticket: str, examples: list[dict], k: int, system: str = greenleaf.SYSTEM_PROMPT) -> list[dict]:
+    """The prompt for one ticket: the system prompt, then the first ``k`` of ``examples`` (chat rows) as
+    user/assistant turns, then the ticket. ``k=0`` is the zero-shot prompt."""
+    if k < 0:
+        raise ValueError(f"k={k}: the number of examples cannot be negative.")
+    if k > len(examples):
+        raise ValueError(f"k={k} examples asked for, but only {len(examples)} given: pass more rows or a smaller k.")
+    messages = [{"role": "system", "content": system}]
+    for row in examples[:k]:
+        messages += [{"role": "user", "content": _turn(row, "user")},
+                     {"role": "assistant", "content": _turn(row, "assistant")}]
+    messages.append({"role": "user", "content": ticket})
+    return messages
+
+
+def pick_examples(rows: list[dict], k: int, seed: int = 0) -> list[dict]:
+    """``k`` rows for a few-shot prompt, drawn in a seeded random order, each from a different category while
+    categories last (so the examples show the range of answers, not one kind). Rows whose ticket still holds
+    redaction placeholders such as ``<EMAIL>`` are used only if nothing else is left: an example teaches the model
+    what tickets look like."""
+    import random
+
+    if k > len(rows):
+        raise ValueError(f"k={k} examples asked for, but only {len(rows)} rows given.")
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    clean = [row for row in order if not _PLACEHOLDER.search(_turn(row, "user"))]
+    redacted = [row for row in order if _PLACEHOLDER.search(_turn(row, "user"))]
+    chosen: list[dict] = []
+    seen: set = set()
+    for row in clean:
+        category = (greenleaf.parse_triage(_turn(row, "assistant")) or {}).get("category")
+        if category not in seen and len(chosen) < k:
+            seen.add(category)
+            chosen.append(row)
+    rest = [row for row in clean if not any(row is c for c in chosen)]
+    return (chosen + rest + redacted)[:k]
+
+
+@dataclass
+class TaskScore:
+    metrics: dict  # task_metrics over all rows
+    predictions: list[str]  # the model's raw answers, in row order
+    ids: list[str] = field(default_factory=list)  # row ids, in the same order
+
+
+def score_task(
+    model, tokenizer, rows: list[dict], examples: list[dict] | None = None, shots: int = 0,
+    max_new_tokens: int | None = None, batch_size: int = 8, progress: bool = True,
+) -> TaskScore:
+    """Generate an answer for every chat row (``{"id", "family", "messages": [system, user, assistant]}``) with a
+    ``shots``-example prompt built from ``examples``, and score it against the row's assistant message.
+    ``max_new_tokens`` defaults to the profile's."""
+    from course_lib import models
+    from course_lib.profile import get_profile
+
+    if shots and not examples:
+        raise ValueError(f"shots={shots} needs example rows: pass examples=<training rows>.")
+    if not rows:
+        raise ValueError("No rows to score: pass at least one held-out row.")
+    conversations = [
+        few_shot_messages(_turn(row, "user"), examples or [], shots, system=_system(row)) for row in rows
+    ]
+    references = [_turn(row, "assistant") for row in rows]
+    # Similar lengths in a batch waste less compute on padding; answers are put back in row order.
+    order = sorted(range(len(rows)), key=lambda i: len(conversations[i][-1]["content"]))
+    answers = models.generate(
+        model, tokenizer, [conversations[i] for i in order],
+        max_new_tokens=max_new_tokens or get_profile().max_new_tokens, batch_size=batch_size, progress=progress,
+    )
+    predictions = [""] * len(rows)
+    for i, answer in zip(order, answers):
+        predictions[i] = answer
+    ids = [str(row.get("id", i)) for i, row in enumerate(rows)]
+    return TaskScore(task_metrics(predictions, references), predictions, ids)
+
+
+def _system(row: dict) -> str:
+    try:
+        return _turn(row, "system")
+    except ValueError:
+        return greenleaf.SYSTEM_PROMPT
+
+
+# ------------------------------------------------------------------------------------------ regression set
+
+
+def check_regression_answer(output: str, answer, check: str) -> bool:
+    """Is ``output`` right? ``contains``: the answer appears in it (any case); ``exact``: equal after stripping,
+    any case; ``number``: the first number in it equals the answer."""
+    if check == "contains":
+        return str(answer).strip().lower() in output.lower()
+    if check == "exact":
+        return output.strip().lower() == str(answer).strip().lower()
+    if check == "number":
+        found = _NUMBER.search(output.replace(",", ""))  # "1,200" is 1200
+        if not found:
+            return False
+        try:
+            return float(found.group(0)) == float(str(answer).replace(",", ""))
+        except ValueError:
+            return False
+    raise ValueError(f"Unknown check {check!r}: use one of {REGRESSION_CHECKS}.")
+
+
+def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 8,
+                     progress: bool = False) -> dict:
+    """Run the general-skills regression set (rows ``{"id", "skill", "prompt", "answer", "check"}``): each prompt
+    goes alone as a user message (no system prompt). Returns ``{"accuracy", "per_skill": {skill: accuracy},
+    "items": [{"id", "skill", "prompt", "answer", "output", "correct"}]}``."""
+    from course_lib import models
+
+    if not rows:
+        raise ValueError("No regression rows to score.")
+    for i, row in enumerate(rows):
+        missing = {"id", "skill", "prompt", "answer", "check"} - set(row)
+        if missing:
+            raise ValueError(f"Regression row {i} ({row.get('id', '?')!r}) lacks field(s) {sorted(missing)}.")
+        if row["check"] not in REGRESSION_CHECKS:
+            raise ValueError(f"Regression row {row['id']!r}: check {row['check']!r} is not one of {REGRESSION_CHECKS}.")
+    outputs = models.generate(model, tokenizer, [[{"role": "user", "content": r["prompt"]}] for r in rows],
+                              max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    items = []
+    for row, output in zip(rows, outputs):
+        correct = check_regression_answer(output, row["answer"], row["check"])
+        items.append({"id": row["id"], "skill": row["skill"], "prompt": row["prompt"], "answer": row["answer"],
+                      "output": output, "correct": correct})
+    per_skill: dict[str, list[bool]] = {}
+    for item in items:
+        per_skill.setdefault(item["skill"], []).append(item["correct"])
+    return {
+        "accuracy": sum(i["correct"] for i in items) / len(items),
+        "per_skill": {skill: sum(v) / len(v) for skill, v in sorted(per_skill.items())},
+        "items": items,
+    }
+
+
+# ------------------------------------------------------------------------------------------------- plots
+
+
+def _flat(metrics: dict) -> dict[str, float]:
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    flat.update(metrics.get("field_accuracy", {}))
+    return flat
+
+
+def plot_task_scores(named_metrics: dict[str, dict]):
+    """Grouped bars, one group per metric (JSON parses, schema valid, each field's accuracy, sign-off) and one
+    bar per named run (e.g. ``{"zero-shot": m0, "3-shot": m3}``, ``task_metrics`` dicts). Returns the Figure."""
+    from course_lib.plots import new_figure
+
+    if not named_metrics:
+        raise ValueError("Nothing to plot: pass {run name: task_metrics(...)}.")
+    fig, (ax,) = new_figure()
+    runs = list(named_metrics)
+    width = 0.8 / len(runs)
+    for j, run in enumerate(runs):
+        flat = _flat(named_metrics[run])
+        values = [flat.get(key, 0.0) for key, _ in PLOT_METRICS]
+        xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(PLOT_METRICS))]
+        bars = ax.bar(xs, values, width, label=run)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(PLOT_METRICS)), [label for _, label in PLOT_METRICS], fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("fraction of held-out tickets")
+    ax.set_title("GreenLeaf task scores")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig

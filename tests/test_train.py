@@ -1,0 +1,196 @@
+"""course_lib.train: trl SFT recipes on the tiny model (a few steps each, temporary folders)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from course_lib import data, greenleaf, train
+
+# Small for speed: 2 examples per step, a held-out loss only when asked.
+TINY = replace(train.PRESETS["cpu"], batch_size=2)
+
+
+def _rows(n: int) -> list[dict]:
+    cats = greenleaf.CATEGORIES
+    rows = []
+    for i in range(n):
+        answer = greenleaf.format_target(cats[i % len(cats)], greenleaf.PRIORITIES[i % 4], i % 2 == 0,
+                                         f"Thanks for telling us about order {i}. We are on it. {greenleaf.SIGN_OFF}")
+        ticket = f"Ticket {i}: my {'fern' if i % 2 else 'order'} has a problem, please help."
+        rows.append({"id": f"t{i}", "family": f"f{i}",
+                     "messages": greenleaf.messages_for(ticket) + [{"role": "assistant", "content": answer}]})
+    return rows
+
+
+def _train(tiny_model, tmp_path, **kwargs):
+    model, tok = tiny_model
+    args = dict(tokenizer=tok, preset=TINY, steps=2, output_dir=tmp_path / "run", progress=False, eval_steps=100)
+    args.update(kwargs)
+    return train.train_sft(model, _rows(8), _rows(2), **args)
+
+
+def test_lora_run_finishes_with_finite_loss_and_leaves_base_untouched(tiny_model, tmp_path):
+    before = {k: v.clone() for k, v in tiny_model[0].state_dict().items()}
+    result = _train(tiny_model, tmp_path, method="lora", lora_r=4, lora_alpha=8)
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert 0 < result.trainable_params < result.total_params / 5
+    assert result.tokens_per_second > 0 and result.answer_tokens > 0
+    assert all(torch.equal(v, tiny_model[0].state_dict()[k]) for k, v in before.items())  # trained a copy
+    assert train.latest_checkpoint(result.output_dir).name == "checkpoint-2"
+    adapter = train.save_adapter(result.model, tmp_path / "adapter")
+    assert 0 < train.size_on_disk(adapter) < 5e6
+    import copy
+
+    reloaded = train.load_adapter(copy.deepcopy(tiny_model[0]), adapter)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(reloaded(ids).logits, result.model(ids).logits, atol=1e-5)
+
+
+def test_full_run_trains_every_weight(tiny_model, tmp_path):
+    result = _train(tiny_model, tmp_path, method="full", steps=1, save_steps=1)
+    assert result.trainable_params == result.total_params
+    assert all(math.isfinite(h["loss"]) for h in result.history if "loss" in h)
+    with pytest.raises(TypeError, match="peft model"):
+        train.save_adapter(result.model, tmp_path / "nope")
+
+
+def _collated_batch(tiny_model, tmp_path, rows, preset=TINY):
+    model, tok = tiny_model
+    import copy
+
+    config = train.sft_config(preset, tmp_path / "masking", steps=1, lr=1e-4, progress=False)
+    trainer = train.build_trainer(copy.deepcopy(model), tok, rows, None, config, system_prompt=None)
+    return next(iter(trainer.get_train_dataloader())), trainer
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_loss_is_on_the_answer_only_in_the_real_collated_batch(tiny_model, tmp_path, padding_free):
+    tok = tiny_model[1]
+    rows = _rows(2)
+    batch, _ = _collated_batch(tiny_model, tmp_path, rows, replace(TINY, padding_free=padding_free))
+    if padding_free:  # one long row; cu_seq_lens_q marks where each example starts
+        bounds = batch["cu_seq_lens_q"].tolist()
+        pieces = [(batch["input_ids"][0, a:b], batch["labels"][0, a:b]) for a, b in zip(bounds, bounds[1:])]
+    else:
+        pieces = list(zip(batch["input_ids"], batch["labels"]))
+    answers = {r["messages"][-1]["content"] + tok.eos_token for r in rows}
+    seen = set()
+    for ids, labels in pieces:
+        kept = labels != -100
+        assert torch.equal(ids[kept], labels[kept])  # labels are the tokens themselves, not shifted
+        seen.add(tok.decode(ids[kept]))
+        assert kept.sum() < len(ids) / 2  # the prompt (system + user) is masked
+    assert seen == answers  # exactly the assistant JSON + <|im_end|>: no prompt, no template newline after it
+
+
+def test_labels_agree_with_course_lib_data(tiny_model, tmp_path):
+    tok = tiny_model[1]
+    rows = _rows(2)
+    batch, trainer = _collated_batch(tiny_model, tmp_path, rows, replace(TINY, padding_free=False))
+    ours = trainer.train_dataset
+    for i, row in enumerate(rows):
+        ref = data.tokenize_sft(row["messages"], tok, 512)
+        ref_answer = [t for t in ref["labels"] if t != -100]
+        j = [k for k in range(len(ours)) if tok.decode([t for t in ours[k]["labels"] if t != -100]).startswith(
+            row["messages"][-1]["content"])][0]
+        assert [t for t in ours[j]["labels"] if t != -100] == list(ref_answer)
+
+
+class _StopAt(TrainerCallback):
+    """Interrupts training after step ``k``, as a crash or a closed laptop would."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.k:
+            control.should_training_stop = True
+
+
+class _CountSteps(TrainerCallback):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_resume_continues_from_the_latest_checkpoint(tiny_model, tmp_path):
+    first = _train(tiny_model, tmp_path, steps=4, save_steps=2, callbacks=[_StopAt(2)])
+    assert first.history[-1]["step"] == 2
+    assert train.latest_checkpoint(first.output_dir).name == "checkpoint-2"
+    with pytest.raises(train.TrainSetupError, match="resume=True"):  # never mixes two runs in one folder
+        _train(tiny_model, tmp_path, steps=4, save_steps=2)
+    counter = _CountSteps()
+    second = _train(tiny_model, tmp_path, steps=4, save_steps=2, resume=True, callbacks=[counter])
+    assert counter.steps == [3, 4]  # continued at step 3, not restarted at 1
+    assert second.history[-1]["step"] == 4
+    train_steps = [h["step"] for h in second.history if "loss" in h]
+    assert train_steps[0] == 1  # the trainer state (log history) came back with the checkpoint
+    assert train.latest_checkpoint(second.output_dir).name == "checkpoint-4"
+
+
+def test_resume_without_a_checkpoint_says_so(tiny_model, tmp_path):
+    with pytest.raises(train.TrainSetupError, match="no checkpoint"):
+        _train(tiny_model, tmp_path, resume=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+@pytest.mark.parametrize("name", ["h100", "t4"])
+def test_gpu_presets_on_a_cpu_machine_say_what_is_missing(name):
+    with pytest.raises(train.TrainSetupError, match="no CUDA GPU.*preset='cpu'"):
+        train.choose_preset(name)
+
+
+def test_choose_preset_picks_from_hardware_and_rejects_unknown_names():
+    preset, reason = train.choose_preset()
+    assert preset.name == ("cpu" if not torch.cuda.is_available() else preset.name) and reason
+    with pytest.raises(train.TrainSetupError, match="Unknown preset 'tpu'"):
+        train.choose_preset("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(train.TrainSetupError, match="bf16"):
+            train.choose_preset(replace(train.PRESETS["cpu"], dtype="bf16"))
+
+
+def test_rows_without_an_assistant_turn_are_refused(tiny_model, tmp_path):
+    rows = _rows(3)
+    rows[1] = {"id": "no-answer", "messages": rows[1]["messages"][:2]}
+    with pytest.raises(train.TrainSetupError, match=r"row 1 \(id 'no-answer'\) does not end with .*assistant"):
+        train.train_sft(tiny_model[0], rows, None, tokenizer=tiny_model[1], preset=TINY, steps=1,
+                        output_dir=tmp_path / "x", progress=False)
+    with pytest.raises(train.TrainSetupError, match="No training rows"):
+        train.prompt_completion_rows([])
+
+
+def test_too_long_row_is_refused_by_name(tiny_model, tmp_path):
+    rows = _rows(3)
+    rows[2]["messages"][1]["content"] = "leaves " * 600
+    with pytest.raises(train.TrainSetupError, match=r"row 2 \(id 't2'\) is \d+ tokens, longer than max_length=512"):
+        train.train_sft(tiny_model[0], rows, None, tokenizer=tiny_model[1], preset=TINY, steps=1,
+                        output_dir=tmp_path / "long", progress=False)
+
+
+def test_unknown_method_is_refused(tiny_model, tmp_path):
+    with pytest.raises(train.TrainSetupError, match="method='qlora'"):
+        _train(tiny_model, tmp_path, method="qlora")
+
+
+def test_plot_history_and_live_plot_headless():
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 2, "eval_loss": 1.7}]
+    fig = train.plot_history(history)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["train", "held-out"]
+    live = train.LiveLossPlot()
+    live.on_log(None, type("S", (), {"global_step": 3})(), None, logs={"loss": 1.0})  # no notebook: records only
+    assert live.history == [{"loss": 1.0, "step": 3}]
+
+
+def test_human_size():
+    assert train.human_size(999) == "999 B"
+    assert train.human_size(1_536_000) == "1.5 MB"

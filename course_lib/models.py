@@ -62,8 +62,16 @@ class DeviceChoice:
         return f"{self.device} / {str(self.dtype).replace('torch.', '')}: {self.reason}"
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bf16 instructions (AVX512-BF16 or AMX): bf16 matmuls then run in hardware, about
+    twice as fast as fp32 (measured on a 2-core AMD EPYC). Without them bf16 is emulated and slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def choose_device(device: str | None = None) -> DeviceChoice:
-    """Pick device and dtype: CUDA bf16 where the GPU supports it (Ampere+), fp16 on older GPUs (T4), fp32 on CPU."""
+    """Pick device and dtype: CUDA bf16 where the GPU supports it (Ampere+), fp16 on older GPUs (T4); on a CPU, bf16
+    where it has bf16 instructions, else fp32."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if device.startswith("cuda"):
@@ -78,7 +86,11 @@ def choose_device(device: str | None = None) -> DeviceChoice:
                             "(needs 8.0+), so fp16: half the memory, but a narrower range (loss scaling needed).")
     if device == "mps":
         return DeviceChoice("mps", torch.float32, "Apple GPU: fp32 is the safe choice for training there.")
-    return DeviceChoice("cpu", torch.float32, "no GPU: CPUs compute fp32 fastest (bf16 on CPU is emulated and slower).")
+    if cpu_has_native_bf16():
+        return DeviceChoice("cpu", torch.bfloat16, "no GPU, but this CPU has bf16 instructions (AVX512-BF16/AMX): "
+                            "bf16 halves memory and runs about 2x faster than fp32 here.")
+    return DeviceChoice("cpu", torch.float32, "no GPU, and this CPU has no bf16 instructions: fp32 is fastest "
+                        "(bf16 would be emulated, and slower).")
 
 
 def find_embedded_gguf() -> Path:

@@ -44,7 +44,7 @@ class TrainSetupError(ValueError):
 @dataclass(frozen=True)
 class Preset:
     name: str  # "cpu", "t4" or "h100": the hardware this recipe is sized for
-    dtype: str  # compute dtype: "fp32" (CPU: fastest there), "fp16" (T4: no bf16), "bf16" (Ampere and newer)
+    dtype: str  # compute dtype: "fp32" (CPUs without bf16 instructions), "fp16" (T4), "bf16" (Ampere+, bf16 CPUs)
     batch_size: int  # examples per forward pass (per device)
     grad_accum: int  # forward passes summed per optimiser step: effective batch = batch_size * grad_accum
     max_length: int  # longest example in tokens (prompt + answer); longer rows are an error, never cut
@@ -63,6 +63,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # CPU: memory is plentiful and time is scarce: no checkpointing (it costs time to save memory), no pad tokens.
+    # choose_preset switches it to bf16 autocast on CPUs with bf16 instructions (2x faster measured).
     "cpu": Preset("cpu", "fp32", batch_size=4, grad_accum=1, max_length=512, gradient_checkpointing=False,
                   optim="adamw_torch", padding_free=True, needs="cpu"),
     # Colab T4 (16 GB, compute capability 7.5): fp16 with loss scaling; checkpointing keeps 1B-3B models in memory.
@@ -87,12 +88,17 @@ def choose_preset(name: str | Preset | None = None) -> tuple[Preset, str]:
         elif has_cuda:
             preset, reason = PRESETS["t4"], f"{gpu} has no bf16, so fp16 with loss scaling"
         else:
-            preset, reason = PRESETS["cpu"], "no CUDA GPU: fp32 on the CPU"
+            preset, reason = PRESETS["cpu"], "no CUDA GPU"
     elif name in PRESETS:
         preset, reason = PRESETS[name], "asked for by name"
     else:
         raise TrainSetupError(f"Unknown preset {name!r}. Use one of {sorted(PRESETS)}, or preset=None to pick from "
                               "the hardware.")
+    if preset is PRESETS["cpu"] and models.cpu_has_native_bf16():
+        preset = replace(preset, dtype="bf16")
+        reason += "; this CPU has bf16 instructions, so bf16 autocast (fp32 master weights): about 2x faster than fp32"
+    elif preset is PRESETS["cpu"]:
+        reason += "; this CPU has no bf16 instructions, so fp32"
     if preset.needs.startswith("cuda") and not has_cuda:
         raise TrainSetupError(
             f"Preset {preset.name!r} trains in {preset.dtype} on a CUDA GPU, but PyTorch sees no CUDA GPU on this "
@@ -101,7 +107,7 @@ def choose_preset(name: str | Preset | None = None) -> tuple[Preset, str]:
         raise TrainSetupError(
             f"Preset {preset.name!r} trains in bf16, which {gpu} does not support (bf16 needs compute capability "
             "8.0+). Use preset='t4' (fp16) on this GPU, or preset=None to pick from the hardware.")
-    if preset.dtype == "bf16" and not has_bf16:
+    if preset.dtype == "bf16" and not has_bf16 and not (preset.needs == "cpu" and models.cpu_has_native_bf16()):
         raise TrainSetupError(f"Preset {preset.name!r} asks for bf16, which this machine cannot train in. Use "
                               "dtype='fp32' on a CPU or 'fp16' on an older GPU.")
     return preset, reason
@@ -217,8 +223,9 @@ def sft_config(preset: Preset, output_dir: str | Path, steps: int, lr: float, ev
         gradient_accumulation_steps=preset.grad_accum,
         # trl turns (gradient) checkpointing ON by default: on a CPU it only costs time
         activation_checkpointing=preset.gradient_checkpointing,
-        bf16=preset.dtype == "bf16",  # trl's default is bf16=True, which fails on a CPU
+        bf16=preset.dtype == "bf16",  # mixed precision: bf16 compute (autocast), fp32 master weights
         fp16=preset.dtype == "fp16",
+        use_cpu=preset.needs == "cpu",
         optim=preset.optim,
         padding_free=preset.padding_free,
         max_length=None,  # we checked lengths ourselves (check_lengths): nothing is cut
@@ -344,8 +351,8 @@ def train_sft(
     else:
         model = copy.deepcopy(model_or_name)
         tokenizer = tokenizer or models.load_tokenizer(model.name_or_path)
-    if preset.dtype == "fp32" and model.dtype != torch.float32:
-        model = model.float()  # a model stored in bf16 trains in fp32 on the CPU
+    if preset.needs == "cpu" and model.dtype != torch.float32:
+        model = model.float()  # fp32 master weights: bf16 compute comes from autocast (bf16=True), not the storage
     model.train()
     lr = lr if lr is not None else (5e-4 if method == "lora" else 5e-5)
     if output_dir is None:
@@ -373,6 +380,8 @@ def train_sft(
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)
     answer_per_step = _answer_tokens_per_example(trainer.train_dataset) * preset.batch_size * preset.grad_accum
     trained = trainer.model.eval()
+    if preset.needs == "cpu" and preset.dtype == "bf16":
+        trained.to(torch.bfloat16)  # answer in bf16 too: 2.5x faster generation than fp32 on this CPU
     return TrainResult(
         model=trained, history=history, output_dir=output_dir, trainable_params=trainable, seconds=seconds,
         tokens_per_second=tokens / seconds if seconds else 0.0, total_params=total,
@@ -487,7 +496,8 @@ def load_adapter(base: PreTrainedModel, path: str | Path):
 
     if not (Path(path) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{path} holds no adapter (no adapter_config.json). Save one with save_adapter().")
-    return PeftModel.from_pretrained(base, str(path)).eval()
+    # adapters in the base's dtype (peft would upcast them to fp32, and a bf16 base then meets fp32 adapters)
+    return PeftModel.from_pretrained(base, str(path), autocast_adapter_dtype=False).to(base.dtype).eval()
 
 
 def size_on_disk(path: str | Path) -> int:

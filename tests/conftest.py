@@ -14,10 +14,13 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model():
     """``(model, tokenizer)`` of the tiny random llama, loaded once per test session (do not train it in place:
-    use ``copy.deepcopy(model)`` if a test changes weights)."""
+    use ``copy.deepcopy(model)`` if a test changes weights). fp32 even on a CPU with bf16 instructions: tests
+    compare against peft and transformers at tight tolerances."""
+    import torch
+
     from course_lib import models
 
-    return models.load_model("tiny", device="cpu", verbose=False)
+    return models.load_model("tiny", device="cpu", dtype=torch.float32, verbose=False)
 
 
 @pytest.fixture(scope="session")

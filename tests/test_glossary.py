@@ -13,9 +13,21 @@ REQUIRED = [
     "Fine-tuning", "Profile", "Parameter", "dtype", "fp32", "bf16", "fp16", "Loss scaling", "Compute capability",
     "4-bit quantisation", "GGUF", "safetensors", "Token", "Tokenizer", "Chat template", "Padding token",
     "Embedding", "Attention", "Grouped-query attention", "MLP", "LoRA", "QLoRA",
+    # 01
+    "RAG", "Zero-shot", "Few-shot", "Baseline", "Decision note", "Held-out", "Greedy decoding", "System prompt",
+    "JSON validity", "Schema-valid", "Field accuracy", "Regression set", "Forgetting", "Memorisation", "Canary",
+    # 02
+    "Chat format", "JSONL", "JSON schema", "Prompt-completion", "Quality report", "PII", "Redaction", "Presidio",
+    "Luhn check", "NER", "Precision", "Recall", "Exact duplicate", "Near duplicate", "Shingle",
+    "Jaccard similarity", "MinHash", "LSH", "Family", "Leak", "Union-find", "N-gram", "Contamination",
+    "Causal language model", "Loss", "Assistant-only labels", "End-of-turn token",
     # 03
     "Rank", "Scaling", "Merging", "Dropout", "Target modules", "Gradient", "Optimizer states",
     "Mixed precision", "Activations", "Labels", "Logits",
+    # 04
+    "trl", "SFTTrainer", "peft", "Adapter", "Held-out loss", "Full fine-tuning", "Preset", "Learning rate",
+    "Warmup", "Gradient accumulation", "Gradient clipping", "Checkpoint", "Batch", "Effective batch size",
+    "Gradient checkpointing", "SFT", "Prompt distillation", "Base model", "Padding-free", "Overfitting", "Step",
 ]
 
 

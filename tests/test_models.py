@@ -7,10 +7,12 @@ from course_lib import models
 from course_lib.profile import get_profile
 
 
-def test_cpu_choice_is_fp32_and_says_why():
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_cpu_dtype_follows_bf16_instructions(monkeypatch, native, expected):
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)
     choice = models.choose_device("cpu")
-    assert (choice.device, choice.dtype) == ("cpu", torch.float32)
-    assert "no GPU" in choice.reason
+    assert (choice.device, choice.dtype) == ("cpu", expected)
+    assert "no GPU" in choice.reason and "bf16 instructions" in choice.reason
 
 
 @pytest.mark.parametrize("bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])

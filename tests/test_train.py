@@ -47,7 +47,7 @@ def test_lora_run_finishes_with_finite_loss_and_leaves_base_untouched(tiny_model
     assert 0 < train.size_on_disk(adapter) < 5e6
     import copy
 
-    reloaded = train.load_adapter(copy.deepcopy(tiny_model[0]), adapter)
+    reloaded = train.load_adapter(copy.deepcopy(tiny_model[0]).to(result.model.dtype), adapter)
     ids = torch.tensor([[1, 2, 3, 4]])
     assert torch.allclose(reloaded(ids).logits, result.model(ids).logits, atol=1e-5)
 
@@ -153,7 +153,16 @@ def test_choose_preset_picks_from_hardware_and_rejects_unknown_names():
     assert preset.name == ("cpu" if not torch.cuda.is_available() else preset.name) and reason
     with pytest.raises(train.TrainSetupError, match="Unknown preset 'tpu'"):
         train.choose_preset("tpu")
-    if not torch.cuda.is_available():
+
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about CPU machines")
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_preset_uses_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(train.models, "cpu_has_native_bf16", lambda: native)
+    preset, reason = train.choose_preset("cpu")
+    assert preset.dtype == ("bf16" if native else "fp32") and "bf16 instructions" in reason
+    if not native:
         with pytest.raises(train.TrainSetupError, match="bf16"):
             train.choose_preset(replace(train.PRESETS["cpu"], dtype="bf16"))
 

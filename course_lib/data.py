@@ -41,7 +41,7 @@ FORMATS = ("chat", "instruction", "completion", "preference")
 ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100  # label value that PyTorch's cross-entropy skips: "do not learn this token"
 GREENLEAF_DIR = DATA_DIR / "greenleaf"
-SPLIT_NAMES = ("train", "heldout", "regression", "preferences")
+SPLIT_NAMES = ("train", "heldout", "regression", "preferences", "replay")
 
 
 class DataError(ValueError):
@@ -1266,7 +1266,8 @@ def build_greenleaf_splits(out_dir: str | Path | None = None) -> CleaningResult:
 
 def load_split(name: str) -> list[Row]:
     """Rows of ``data/greenleaf/{name}.jsonl`` for name in train, heldout (chat rows), regression (``prompt``,
-    ``answer``, ``check``) and preferences (TRL conversational preference rows)."""
+    ``answer``, ``check``), preferences (TRL conversational preference rows) and replay (general chat rows
+    answered by the base model, mixed into training against forgetting; ``data/generate_replay.py``)."""
     if name not in SPLIT_NAMES:
         raise DataError(f"Unknown split {name!r}; use one of {SPLIT_NAMES}.")
     path = GREENLEAF_DIR / f"{name}.jsonl"
@@ -1274,7 +1275,8 @@ def load_split(name: str) -> list[Row]:
         if not path.is_file():
             raise DataError(f"{path} is missing: the GreenLeaf data ships with the course (data/greenleaf/).")
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    result = load_jsonl(path, fmt="preference" if name == "preferences" else "chat", check_target=name != "preferences")
+    result = load_jsonl(path, fmt="preference" if name == "preferences" else "chat",
+                        check_target=name in ("train", "heldout"))
     if result.errors:
         raise DataError(f"data/greenleaf/{name}.jsonl has invalid rows (it should not):\n{result.summary()}")
     return result.rows

@@ -264,3 +264,26 @@ def plot_task_scores(named_metrics: dict[str, dict]):
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def plot_regression(named_results: dict[str, dict]):
+    """Grouped horizontal bars: accuracy per skill of the regression set, one bar per named run (e.g.
+    ``{"base": score_regression(...), "LoRA": score_regression(...)}``), overall accuracy in the legend."""
+    from course_lib.plots import new_figure
+
+    if not named_results:
+        raise ValueError("Nothing to plot: pass {run name: score_regression(...)}.")
+    skills = sorted({s for r in named_results.values() for s in r["per_skill"]})
+    fig, (ax,) = new_figure()
+    height = 0.8 / len(named_results)
+    for j, (run, result) in enumerate(named_results.items()):
+        ys = [i + (j - (len(named_results) - 1) / 2) * height for i in range(len(skills))]
+        ax.barh(ys, [result["per_skill"].get(s, 0.0) for s in skills], height,
+                label=f"{run} (overall {result['accuracy']:.2f})")
+    ax.set_yticks(range(len(skills)), skills, fontsize=8)
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("fraction answered correctly")
+    ax.set_title("General skills (regression set): what tuning cost elsewhere")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -150,6 +150,13 @@ def with_system_prompt(rows: Sequence[Row], system_prompt: str) -> list[Row]:
     return out
 
 
+def training_rows(task_rows: Sequence[Row], system_prompt: str | None, replay: Sequence[Row] = ()) -> list[Row]:
+    """The rows a run trains on: the task rows with ``system_prompt`` (``None``: their own), then the ``replay`` rows
+    untouched (their own system prompt, or none: the chat template's default). The trainer shuffles them."""
+    task = list(task_rows) if system_prompt is None else with_system_prompt(task_rows, system_prompt)
+    return task + list(replay)
+
+
 def prompt_completion_rows(rows: Sequence[Row], system_prompt: str | None = None) -> list[Row]:
     """Chat rows -> ``{"prompt": [system, user], "completion": [assistant]}`` (optionally with a new system prompt).
 
@@ -326,6 +333,7 @@ def train_sft(
     callbacks: Sequence[TrainerCallback] | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     system_prompt: str | None = SHORT_SYSTEM_PROMPT,
+    replay: Sequence[Row] = (),
     eval_steps: int | None = None,
     save_steps: int | None = None,
     seed: int = 0,
@@ -336,7 +344,10 @@ def train_sft(
     stays as it was.
 
     ``system_prompt`` replaces every row's system message (default: the short prompt; ``None`` keeps the rows'
-    own): prompt the tuned model the same way. ``lr=None``: 5e-4 for LoRA, 5e-5 for full fine-tuning.
+    own): prompt the tuned model the same way. ``replay``: general chat rows (``data.load_split("replay")``) mixed
+    into the training rows as they are, with their own (default) system prompt: they keep the model answering
+    general requests normally instead of in the task's format (forgetting; notebook 04 measures it).
+    ``lr=None``: 5e-4 for LoRA, 5e-5 for full fine-tuning.
     ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
     the free physical cores, see ``cpu_threads``).
     """
@@ -369,8 +380,13 @@ def train_sft(
     config = sft_config(preset, output_dir, steps, lr, eval_steps=eval_steps, save_steps=save_steps, seed=seed,
                         progress=progress)
     lora = lora_config(lora_r, lora_alpha, target_modules) if method == "lora" else None
-    trainer = build_trainer(model, tokenizer, train_rows, eval_rows, config, method=method, lora=lora,
-                            system_prompt=system_prompt, max_length=preset.max_length, callbacks=callbacks)
+    if replay:
+        print(f"  + {len(replay)} replay rows (general requests, the base model's own answers) mixed into "
+              f"{len(train_rows)} task rows")
+    if system_prompt is not None and eval_rows:
+        eval_rows = with_system_prompt(eval_rows, system_prompt)
+    trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
+                            method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks)
     trainable, total = count_parameters(trainer.model)
     print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     start = time.perf_counter()

@@ -2648,10 +2648,12 @@ def write_regression(out: Path, split, entries) -> int:
 
 def measure_regression(path: Path) -> None:
     """Run the base embedded model on regression.jsonl and print its accuracy (greedy, 32 new tokens)."""
+    import torch
+
     from course_lib import models
 
     rows = [json.loads(line) for line in open(path, encoding="utf-8")]
-    model, tok = models.load_model("embedded")
+    model, tok = models.load_model("embedded", dtype=torch.float32)  # the README quotes fp32
     outs = models.generate(model, tok, [[{"role": "user", "content": r["prompt"]}] for r in rows],
                            max_new_tokens=32, batch_size=16)
     right = [score_regression(o, r["answer"], r["check"]) for r, o in zip(rows, outs)]
@@ -2790,6 +2792,7 @@ The generator's docstring holds the labelling rules; `tests/test_shipped_data.py
 | `pii_labelled.jsonl` | {stats['pii_labelled']} | PII detection eval set with character spans |
 | `regression.jsonl` | {stats['regression']} | general-skills prompts (forgetting check) |
 | `preferences.jsonl` | {stats['preferences']} | DPO pairs, training families only |
+| `replay.jsonl` | 84 | general requests answered by the base model (mixed into training against forgetting) |
 
 ## raw_tickets.jsonl
 One JSON object per line: `{{"id": "GL-0001", "family": "F001", "messages": [system, user, assistant]}}`. The system
@@ -2861,7 +2864,18 @@ Measured base accuracy (SmolLM2-135M-Instruct, the `embedded` model, greedy, `ma
 a plain user message with no system prompt, batch size 16, CPU float32):
 **{acc[0]}/{acc[1]} = {acc[0] / acc[1]:.1%}**. Reproduce with
 `COURSE_CACHE=... python data/generate_greenleaf.py --measure-regression`. The items were chosen so the base model
-mostly succeeds; a drop after fine-tuning shows forgetting.
+mostly succeeds; a drop after fine-tuning shows forgetting. In bf16 (what the course picks on a CPU with bf16
+instructions, and on GPUs) the same items score 73/85 = 85.9% (`benchmarks/results/baseline_fewshot.json`): always
+compare a tuned model with its base in the same dtype.
+
+## replay.jsonl
+84 general requests (explain, tips, rewrite, summarise, ideas, how-to, compare, write) answered by the base model
+itself, greedy, with the chat template's default system prompt (rows have no system turn); only answers that ended
+within 160 tokens are kept. Training mixes them in with the tickets so the model keeps answering general requests
+normally (notebook 04). Being the base model's own answers, they can only preserve behaviour, not teach new facts;
+the requests are open-ended tasks that share no 4-gram with `regression.jsonl` (tested). Written by
+`data/generate_replay.py`, not by this script (it needs the embedded model): `COURSE_CACHE=... python
+data/generate_replay.py` (~1 min).
 
 ## preferences.jsonl
 TRL's conversational preference format: `{{"id", "family", "flaw", "prompt": [system, user],

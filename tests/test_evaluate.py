@@ -206,3 +206,15 @@ def test_plot_task_scores():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zero-shot", "3-shot"]
     with pytest.raises(ValueError, match="Nothing to plot"):
         evaluate.plot_task_scores({})
+
+
+def test_plot_regression():
+    base = {"accuracy": 0.75, "per_skill": {"arithmetic": 1.0, "capital": 0.5}}
+    tuned = {"accuracy": 0.5, "per_skill": {"arithmetic": 0.5, "capital": 0.5, "spelling": 0.0}}
+    ax = evaluate.plot_regression({"base": base, "LoRA": tuned}).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["arithmetic", "capital", "spelling"]
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == [1.0, 0.5, 0.0, 0.5, 0.5, 0.0]  # a skill a run lacks shows as 0, not as a missing bar
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base (overall 0.75)", "LoRA (overall 0.50)"]
+    with pytest.raises(ValueError, match="Nothing to plot"):
+        evaluate.plot_regression({})

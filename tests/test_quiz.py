@@ -49,3 +49,12 @@ def test_show_quiz_builds_widgets_that_give_feedback():
     buttons.value = "4"
     check.click()
     assert out.value.startswith("<p>Right.")
+
+
+def test_answers_are_not_all_in_one_position():
+    """A bank whose right answer always sits in the same slot can be passed without reading it."""
+    banks = sorted(quiz.BANK_DIR.glob("*.json"))
+    assert banks
+    for path in banks:
+        positions = [q.answer for q in quiz.load_bank(path.stem)]
+        assert max(positions.count(p) for p in set(positions)) <= len(positions) / 2, (path.name, positions)

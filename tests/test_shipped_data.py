@@ -220,3 +220,16 @@ def test_readme_mentions_measured_accuracy():
     assert "CC0" in text and "needs_human" in text
     m = re.search(r"\*\*(\d+)/(\d+) = [\d.]+%\*\*", text)
     assert m and int(m.group(2)) == len(_jsonl("regression.jsonl")) and int(m.group(1)) >= 60
+
+
+def test_replay_set_is_general_chat_and_shares_nothing_with_the_regression_set():
+    from course_lib import data
+
+    rows = data.load_split("replay")
+    assert len(rows) >= 60 and len({r["id"] for r in rows}) == len(rows)
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)  # default system prompt
+    assert not any(greenleaf.SIGN_OFF in r["messages"][1]["content"] for r in rows)
+    assert len({r["kind"] for r in rows}) >= 6
+    regression = [{"messages": [{"role": "user", "content": r["prompt"]}]} for r in _jsonl("regression.jsonl")]
+    report = data.contamination(regression, rows, n=4, ignore_common=1.0)
+    assert report.n_contaminated == 0, report.worst

@@ -203,3 +203,57 @@ def test_plot_history_and_live_plot_headless():
 def test_human_size():
     assert train.human_size(999) == "999 B"
     assert train.human_size(1_536_000) == "1.5 MB"
+
+
+def test_replay_rows_keep_their_own_system_prompt():
+    task = _rows(3)
+    replay = [{"id": "g1", "messages": [{"role": "user", "content": "Explain rain."},
+                                        {"role": "assistant", "content": "Water falls from clouds."}]}]
+    mixed = train.training_rows(task, "short prompt", replay)
+    assert [r["id"] for r in mixed] == ["t0", "t1", "t2", "g1"]
+    assert all(r["messages"][0] == {"role": "system", "content": "short prompt"} for r in mixed[:3])
+    assert mixed[3] == replay[0] and task[0]["messages"][0]["content"] == greenleaf.SYSTEM_PROMPT  # inputs untouched
+    assert train.training_rows(task, None)[0]["messages"][0]["content"] == greenleaf.SYSTEM_PROMPT
+
+
+KILLED_RUN = """
+import os, signal, sys
+import torch
+from transformers import TrainerCallback
+sys.path.insert(0, {tests!r})
+from test_train import _rows, TINY
+from course_lib import models, train
+
+class Kill(TrainerCallback):  # the process dies mid-run, without saving anything more: like a crash
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+model, tok = models.load_model("tiny", device="cpu", dtype=torch.float32, verbose=False)
+train.train_sft(model, _rows(8), None, tokenizer=tok, preset=TINY, steps=4, save_steps=2,
+                output_dir={out!r}, progress=False, callbacks=[Kill()], threads=1)
+"""
+
+
+def _adapter_weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float().clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_model, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = dict(tokenizer=tiny_model[1], preset=TINY, steps=4, save_steps=2, progress=False, threads=1)
+    straight = train.train_sft(tiny_model[0], _rows(8), None, output_dir=tmp_path / "straight", **args)
+    out = tmp_path / "killed"
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL: no clean shutdown
+    assert train.latest_checkpoint(out).name == "checkpoint-2"
+    resumed = train.train_sft(tiny_model[0], _rows(8), None, output_dir=out, resume=True, **args)
+    assert resumed.history[-1]["step"] == 4 and train.latest_checkpoint(out).name == "checkpoint-4"
+    want, got = _adapter_weights(straight.model), _adapter_weights(resumed.model)
+    assert want.keys() == got.keys() and want
+    for key in want:  # same data order, optimizer state and RNG after the resume: the same final adapter
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=1e-5)

@@ -244,20 +244,12 @@ def _flat(metrics: dict) -> dict[str, float]:
 def plot_task_scores(named_metrics: dict[str, dict]):
     """Grouped bars, one group per metric (JSON parses, schema valid, each field's accuracy, sign-off) and one
     bar per named run (e.g. ``{"zero-shot": m0, "3-shot": m3}``, ``task_metrics`` dicts). Returns the Figure."""
-    from course_lib.plots import new_figure
+    from course_lib.plots import grouped_bars
 
     if not named_metrics:
         raise ValueError("Nothing to plot: pass {run name: task_metrics(...)}.")
-    fig, (ax,) = new_figure()
-    runs = list(named_metrics)
-    width = 0.8 / len(runs)
-    for j, run in enumerate(runs):
-        flat = _flat(named_metrics[run])
-        values = [flat.get(key, 0.0) for key, _ in PLOT_METRICS]
-        xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(PLOT_METRICS))]
-        bars = ax.bar(xs, values, width, label=run)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(range(len(PLOT_METRICS)), [label for _, label in PLOT_METRICS], fontsize=8)
+    series = {run: [_flat(m).get(key, 0.0) for key, _ in PLOT_METRICS] for run, m in named_metrics.items()}
+    fig, ax = grouped_bars([label for _, label in PLOT_METRICS], series, value_labels=True)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("fraction of held-out tickets")
     ax.set_title("GreenLeaf task scores")
@@ -269,18 +261,14 @@ def plot_task_scores(named_metrics: dict[str, dict]):
 def plot_regression(named_results: dict[str, dict]):
     """Grouped horizontal bars: accuracy per skill of the regression set, one bar per named run (e.g.
     ``{"base": score_regression(...), "LoRA": score_regression(...)}``), overall accuracy in the legend."""
-    from course_lib.plots import new_figure
+    from course_lib.plots import grouped_bars
 
     if not named_results:
         raise ValueError("Nothing to plot: pass {run name: score_regression(...)}.")
     skills = sorted({s for r in named_results.values() for s in r["per_skill"]})
-    fig, (ax,) = new_figure()
-    height = 0.8 / len(named_results)
-    for j, (run, result) in enumerate(named_results.items()):
-        ys = [i + (j - (len(named_results) - 1) / 2) * height for i in range(len(skills))]
-        ax.barh(ys, [result["per_skill"].get(s, 0.0) for s in skills], height,
-                label=f"{run} (overall {result['accuracy']:.2f})")
-    ax.set_yticks(range(len(skills)), skills, fontsize=8)
+    series = {f"{run} (overall {r['accuracy']:.2f})": [r["per_skill"].get(s, 0.0) for s in skills]
+              for run, r in named_results.items()}
+    fig, ax = grouped_bars(skills, series, horizontal=True)
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("fraction answered correctly")
     ax.set_title("General skills (regression set): what tuning cost elsewhere")

@@ -166,7 +166,7 @@ def main() -> None:
     print(f"LoRA: {_task(lora_task.metrics)}, regression {lora_reg['accuracy']:.3f}", flush=True)
     losses = [(h["step"], h["eval_loss"]) for h in run.history if "eval_loss" in h]
     report["lora"] = {
-        "steps": steps, "lr": 5e-4, "r": 16, "alpha": 32, "target_modules": "all-linear",
+        "steps": steps, "lr": train.DEFAULT_LR["lora"], "r": 16, "alpha": 32, "target_modules": "all-linear",
         "preset": asdict(run.preset), "system_prompt": train.SHORT_SYSTEM_PROMPT,
         "train_seconds": run.seconds, "tokens_per_second": run.tokens_per_second,
         "answer_tokens_per_second": run.answer_tokens / run.seconds, "trainable_params": run.trainable_params,
@@ -196,7 +196,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             full.model.save_pretrained(folder)
             full_bytes = train.size_on_disk(folder)
-        report["full"] = {"steps": full_steps, "lr": 5e-5, "train_seconds": full.seconds,
+        report["full"] = {"steps": full_steps, "lr": train.DEFAULT_LR["full"], "train_seconds": full.seconds,
                           "seconds_per_step": full.seconds / full_steps, "tokens_per_second": full.tokens_per_second,
                           "trainable_params": full.trainable_params, "model_bytes": full_bytes,
                           "checkpoint_bytes": train.size_on_disk(train.latest_checkpoint(full.output_dir)),

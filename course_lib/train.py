@@ -117,17 +117,15 @@ def choose_preset(name: str | Preset | None = None) -> tuple[Preset, str]:
 
 
 def cpu_threads(threads: int | None = None) -> tuple[int, str]:
-    """Set how many CPU threads PyTorch uses: ``threads``, or the physical cores that other programs leave free
-    (by the 1-minute load average). More threads than free cores is much SLOWER, not a little: the threads wait
+    """Set how many CPU threads PyTorch uses: ``threads``, or the physical cores that other programs leave free,
+    from a 0.3 s sample of CPU use taken while this process is idle (the load average would count this notebook's
+    own last cell as "other programs"). More threads than free cores is much SLOWER, not a little: the threads wait
     for each other (4x slower measured with 2 threads on a 2-core machine shared with other jobs)."""
-    try:
-        import psutil
+    import psutil  # installed with jupyter (ipykernel)
 
-        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        cores = os.cpu_count() or 1
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     if threads is None:
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        busy = psutil.cpu_percent(interval=0.3) / 100 * (psutil.cpu_count() or cores)
         threads = max(1, min(cores, round(cores - busy)))
         reason = f"{cores} physical cores, about {min(busy, cores):.1f} of them busy with other programs"
     else:

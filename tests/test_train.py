@@ -257,3 +257,19 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny_model, tmp_path):
     assert want.keys() == got.keys() and want
     for key in want:  # same data order, optimizer state and RNG after the resume: the same final adapter
         torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=1e-5)
+
+
+def test_cpu_threads_leave_busy_cores_alone(monkeypatch):
+    import psutil
+
+    before = torch.get_num_threads()
+    cores = psutil.cpu_count(logical=False) or 1
+    try:
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)
+        assert train.cpu_threads()[0] == 1  # every core busy: one thread, not a pile-up
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+        threads, why = train.cpu_threads()
+        assert threads == cores and torch.get_num_threads() == cores and "physical cores" in why
+        assert train.cpu_threads(1) == (1, "asked for")
+    finally:
+        torch.set_num_threads(before)

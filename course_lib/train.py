@@ -44,6 +44,11 @@ class TrainSetupError(ValueError):
     """Training cannot start as asked; the message says what is wrong and what to do instead."""
 
 
+def _check_method(method: str) -> None:
+    if method not in DEFAULT_LR:
+        raise TrainSetupError(f"method={method!r}: use 'lora' (train small adapters) or 'full' (train every weight).")
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str  # "cpu", "t4" or "h100": the hardware this recipe is sized for
@@ -263,8 +268,7 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
     from datasets import Dataset
     from trl import SFTTrainer
 
-    if method not in ("lora", "full"):
-        raise TrainSetupError(f"method={method!r}: use 'lora' (train small adapters) or 'full' (train every weight).")
+    _check_method(method)
     datasets = {}
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
         if split == "eval" and not rows:
@@ -353,8 +357,7 @@ def train_sft(
     ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
     the free physical cores, see ``cpu_threads``).
     """
-    if method not in DEFAULT_LR:
-        raise TrainSetupError(f"method={method!r}: use 'lora' (train small adapters) or 'full' (train every weight).")
+    _check_method(method)
     preset, reason = choose_preset(preset)
     print(f"Training with {preset.describe()}\n  why: {reason}")
     if preset.name == "cpu":

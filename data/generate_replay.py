@@ -2,8 +2,8 @@
 
 Why: fine-tuning only on GreenLeaf tickets teaches the model that *every* answer is one line of triage JSON signed
 "Happy growing!" -- it then answers "What is the capital of Canada?" in the shop's voice (measured with
-``benchmarks/cpu_lesson.py`` before replay existed: regression score 89% -> 51%, fp32). Mixing in a little general chat keeps the old behaviour where it belongs. The answers
-here are the base model's own greedy answers, so replay can only *preserve* what the model did, never teach it new
+``benchmarks/cpu_lesson.py --no-replay``: regression score 86% -> 49%). Mixing in a little general chat keeps the old
+behaviour where it belongs. The answers here are the base model's own greedy answers, so replay can only *preserve* what the model did, never teach it new
 facts; and the requests are open-ended tasks (explain, list, rewrite, write), not the short factual questions of
 ``regression.jsonl`` (``tests/test_shipped_data.py`` checks there is no n-gram overlap between the two).
 
@@ -39,8 +39,8 @@ TEMPLATES = {
         "a job interview", "cooking rice", "taking better photos with a phone", "packing for a trip",
         "reading more books", "making new friends", "managing stress"]),
     "poem": ("Write a short poem about {}.", [
-        "the moon", "a rainy Monday", "the ocean", "a cup of coffee", "autumn leaves", "a sleepy cat", "the city at night",
-        "a mountain", "friendship", "the first snow", "a candle", "a long train ride"]),
+        "the moon", "a rainy Monday", "the ocean", "a cup of coffee", "autumn leaves", "a sleepy cat",
+        "the city at night", "a mountain", "friendship", "the first snow", "a candle", "a long train ride"]),
     "rewrite": ("Rewrite this sentence to sound more polite: \"{}\"", [
         "Send me the report now.", "Your code is wrong.", "Stop talking during the meeting.", "Give me a refund.",
         "I need the car back today.", "Move your bag.", "Answer my email.", "This soup is cold.",

@@ -27,7 +27,8 @@ REQUIRED = [
     # 04
     "trl", "SFTTrainer", "peft", "Adapter", "Held-out loss", "Full fine-tuning", "Preset", "Learning rate",
     "Warmup", "Gradient accumulation", "Gradient clipping", "Checkpoint", "Batch", "Effective batch size",
-    "Gradient checkpointing", "SFT", "Prompt distillation", "Base model", "Padding-free", "Overfitting", "Step", "Replay",
+    "Gradient checkpointing", "SFT", "Prompt distillation", "Base model", "Padding-free", "Overfitting", "Step",
+    "Replay",
 ]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import jsonschema
 
 from course_lib import greenleaf
+from course_lib.regression_rules import REGRESSION_CHECKS, check_regression_answer  # re-exported: the one rule
 
 SCORED_FIELDS = ("category", "priority", "needs_human")  # fields with one right answer; the reply is free text
 # Bars of plot_task_scores, in order: (metric key, label).
@@ -25,9 +26,7 @@ PLOT_METRICS = (
     ("needs_human", "needs_human"),
     ("sign_off", "sign-off"),
 )
-REGRESSION_CHECKS = ("contains", "exact", "number")
 _VALIDATOR = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _PLACEHOLDER = re.compile(r"<[A-Z_]{3,}>")  # redaction placeholders: <EMAIL>, <PHONE>, ...
 
 
@@ -182,30 +181,20 @@ def _system(row: dict) -> str:
 # ------------------------------------------------------------------------------------------ regression set
 
 
-def check_regression_answer(output: str, answer, check: str) -> bool:
-    """Is ``output`` right? ``contains``: the answer appears in it (any case); ``exact``: equal after stripping,
-    any case; ``number``: the first number in it equals the answer."""
-    if check == "contains":
-        return str(answer).strip().lower() in output.lower()
-    if check == "exact":
-        return output.strip().lower() == str(answer).strip().lower()
-    if check == "number":
-        found = _NUMBER.search(output.replace(",", ""))  # "1,200" is 1200
-        if not found:
-            return False
-        try:
-            return float(found.group(0)) == float(str(answer).replace(",", ""))
-        except ValueError:
-            return False
-    raise ValueError(f"Unknown check {check!r}: use one of {REGRESSION_CHECKS}.")
+# check_regression_answer(output, answer, check): the scoring rule, from course_lib.regression_rules (stdlib only,
+# so data/generate_greenleaf.py uses the very same rule); its docstring states the rule.
 
 
 def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 8,
                      progress: bool = False) -> dict:
     """Run the general-skills regression set (rows ``{"id", "skill", "prompt", "answer", "check"}``): each prompt
-    goes alone as a user message (no system prompt). Returns ``{"accuracy", "per_skill": {skill: accuracy},
-    "items": [{"id", "skill", "prompt", "answer", "output", "correct"}]}``."""
-    from course_lib import models
+    goes alone as a user message (no system prompt), each answer is scored by ``check_regression_answer``. Returns
+    ``{"accuracy", "interval": [low, high], "per_skill": {skill: accuracy}, "items": [{"id", "skill", "prompt",
+    "answer", "output", "correct"}]}``. ``interval`` is the 95% bootstrap interval of the accuracy
+    (``stats.bootstrap_ci`` over the items' right/wrong, 1000 resamples, seed 0): on the 85-item set one item is
+    1.2 points, so compare two runs with their intervals (or ``stats.paired_bootstrap_diff`` on their items), not
+    by their accuracies alone."""
+    from course_lib import models, stats
 
     if not rows:
         raise ValueError("No regression rows to score.")
@@ -215,6 +204,10 @@ def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 3
             raise ValueError(f"Regression row {i} ({row.get('id', '?')!r}) lacks field(s) {sorted(missing)}.")
         if row["check"] not in REGRESSION_CHECKS:
             raise ValueError(f"Regression row {row['id']!r}: check {row['check']!r} is not one of {REGRESSION_CHECKS}.")
+        try:  # before generating: a 'number' answer must be one number
+            check_regression_answer("", row["answer"], row["check"])
+        except ValueError as err:
+            raise ValueError(f"Regression row {row['id']!r}: {err}") from err
     outputs = models.generate(model, tokenizer, [[{"role": "user", "content": r["prompt"]}] for r in rows],
                               max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     items = []
@@ -225,8 +218,10 @@ def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 3
     per_skill: dict[str, list[bool]] = {}
     for item in items:
         per_skill.setdefault(item["skill"], []).append(item["correct"])
+    low, high = stats.bootstrap_ci([item["correct"] for item in items])
     return {
         "accuracy": sum(i["correct"] for i in items) / len(items),
+        "interval": [low, high],
         "per_skill": {skill: sum(v) / len(v) for skill, v in sorted(per_skill.items())},
         "items": items,
     }

@@ -79,7 +79,9 @@ class LoRALinear(nn.Module):
         if self.merged:  # the update already lives inside base.weight: adding it again would count it twice
             return out
         x = self.dropout(x.to(self.lora_A.weight.dtype))
-        return out + (self.lora_B(self.lora_A(x)) * self.scaling).to(out.dtype)
+        # add in the adapter's dtype (fp32) and round once, as peft does: rounding the update to a bf16 base's dtype
+        # before adding would round twice
+        return (out + self.lora_B(self.lora_A(x)) * self.scaling).to(out.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -290,3 +292,174 @@ def plot_trainable_vs_rank(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return fig
+
+
+# ---- what the scaling alpha/r does to a training step -------------------------------------------------------
+
+SCALING_RULES = {  # the factor in front of B·A, from alpha and r
+    "alpha/r": lambda alpha, r: alpha / r,  # the LoRA paper and peft's default
+    "alpha": lambda alpha, r: alpha,  # no division by r
+    "alpha/sqrt(r)": lambda alpha, r: alpha / math.sqrt(r),  # rank-stabilised LoRA (peft's use_rslora=True)
+}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+def output_change(
+    r: int, alpha: float = 16.0, scaling: str = "alpha/r", optimizer: str = "adam", lr: float = 1e-4,
+    steps: int = 5, d: int = 576, n: int = 16, seed: int = 0,
+) -> float:
+    """How far ``steps`` optimizer steps move a fresh ``LoRALinear``'s output: ``‖y_after − y_before‖ / ‖y_before‖``.
+
+    A toy regression: a random ``d × d`` base layer, ``n`` fixed random inputs, and a target that is the base output
+    plus a fixed random linear change. The base layer, inputs and target do not depend on ``r``, ``scaling``,
+    ``optimizer`` or ``lr``, and A is drawn the same way at every rank (a rank-8 A starts with the rank-4 A's rows),
+    so calls that differ only in those are a fair comparison. ``scaling`` is a key of ``SCALING_RULES``. The global
+    random state is left as it was.
+    """
+    _check_hyperparameters(r, alpha, 0.0)
+    if scaling not in SCALING_RULES:
+        raise ValueError(f"scaling must be one of {list(SCALING_RULES)}, got {scaling!r}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer (1 to a few dozen), got {steps!r}.")
+    if not lr > 0:
+        raise ValueError(f"lr (the learning rate) must be positive, e.g. 1e-4, got {lr!r}.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        base = nn.Linear(d, d, bias=False)
+        x = torch.randn(n, d)
+        with torch.no_grad():
+            target = base(x) + x @ (0.1 * torch.randn(d, d) / math.sqrt(d)).T
+        torch.manual_seed(seed + 1)
+        layer = LoRALinear(base, r=r, alpha=alpha)
+    layer.scaling = SCALING_RULES[scaling](alpha, r)
+    opt = OPTIMIZERS[optimizer]([layer.lora_A.weight, layer.lora_B.weight], lr=lr)
+    with torch.no_grad():
+        before = layer(x)
+    for _ in range(steps):
+        loss = ((layer(x) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        return ((layer(x) - before).norm() / before.norm()).item()
+
+
+def change_by_rank(
+    ranks: Iterable[int] = (4, 8, 16, 32), scalings: Iterable[str] = tuple(SCALING_RULES),
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """``{optimizer: {scaling: [output_change per rank]}}``; ``settings`` maps each optimizer to its
+    ``output_change`` keyword arguments (default: Adam at lr 1e-4 and plain SGD at lr 0.1, 5 steps each)."""
+    settings = settings or {"adam": {"lr": 1e-4, "steps": 5}, "sgd": {"lr": 0.1, "steps": 5}}
+    return {opt: {s: [output_change(r, scaling=s, optimizer=opt, **kwargs) for r in ranks] for s in scalings}
+            for opt, kwargs in settings.items()}
+
+
+def plot_change_by_rank(table: Mapping[str, Mapping[str, list[float]]], ranks: Iterable[int] = (4, 8, 16, 32)):
+    """Figure: one panel per optimizer; for each scaling rule, the output change at each rank as a multiple of its
+    change at the smallest rank (log scale; a flat line at 1 = the same change at every rank)."""
+    from course_lib.plots import new_figure
+
+    ranks = list(ranks)
+    fig, axes = new_figure(ncols=len(table))
+    ratios = {opt: {s: [v / values[0] for v in values] for s, values in rows.items()} for opt, rows in table.items()}
+    everything = [v for rows in ratios.values() for values in rows.values() for v in values]
+    low = 2.0 ** math.floor(math.log2(min(everything)))
+    high = 2.0 ** math.ceil(math.log2(max(everything)))
+    ticks = [2.0 ** k for k in range(round(math.log2(low)), round(math.log2(high)) + 1)]
+    for ax, (opt, rows) in zip(axes, ratios.items()):
+        ax.axhline(1.0, color="grey", lw=1, ls="--")
+        for scaling, values in rows.items():
+            ax.plot(ranks, values, "o-", label=f"scaling = {scaling}")
+        ax.set(xscale="log", yscale="log", xlabel="rank r", ylim=(low / 1.2, high * 1.2),
+               title={"adam": "Adam", "sgd": "plain SGD"}.get(opt, opt))
+        ax.set_xticks(ranks, [str(r) for r in ranks])
+        ax.set_yticks(ticks, [f"{t:g}" if t >= 1 else f"1/{1 / t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(f"output change / change at r = {ranks[0]}")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Same alpha, lr and input: how far a few steps move a LoRA layer's output", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---- merging in a low-precision dtype ------------------------------------------------------------------------
+
+def _unmerged_lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("This model has no LoRA layers: call inject_lora (and train) before comparing merges.")
+    if any(layer.merged for layer in layers.values()):
+        raise ValueError("This model's LoRA layers are already merged, so there is nothing left to compare. "
+                         "Call unmerge_lora(model) first, or use the model from before merge_lora.")
+    return layers
+
+
+def _lora_copy_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of a LoRA model whose base parameters are stored in ``dtype``; the adapters keep their own dtype."""
+    import copy
+
+    _unmerged_lora_layers(model)
+    clone = copy.deepcopy(model)
+    adapters = {id(p) for layer in lora_layers(clone).values() for p in (layer.lora_A.weight, layer.lora_B.weight)}
+    for param in clone.parameters():  # shared (tied) parameters appear once
+        if id(param) not in adapters:
+            param.data = param.data.to(dtype)
+    return clone
+
+
+@torch.no_grad()
+def merge_logit_gap(model: nn.Module, input_ids: torch.Tensor, dtype: torch.dtype) -> float:
+    """Max |logit| difference, on ``input_ids``, between a LoRA model and the same model merged, when the base weights
+    are stored in ``dtype`` (the fp32 adapters are left as they are). ``model`` itself is not changed."""
+    clone = _lora_copy_in(model, dtype).eval()
+    input_ids = input_ids.to(next(clone.parameters()).device)
+    before = clone(input_ids=input_ids).logits.float()
+    merge_lora(clone)
+    after = clone(input_ids=input_ids).logits.float()
+    return (after - before).abs().max().item()
+
+
+def _sample(t: torch.Tensor, k: int = 20_000) -> torch.Tensor:
+    flat = t.flatten()
+    return flat[:: max(1, flat.numel() // k)]
+
+
+@torch.no_grad()
+def merge_rounding(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
+    """What storing the merged weight ``W + ΔW`` in ``dtype`` does to the LoRA update ``ΔW``, over all LoRA layers.
+
+    ``median_abs_w`` and ``median_abs_update``: typical sizes of W's and ΔW's entries; ``median_step``: the typical
+    gap between neighbouring ``dtype`` numbers at W's entries (rounding moves a number by up to half of it);
+    ``lost_share``: the share of ΔW's non-zero entries that vanish (``W + ΔW`` rounds back to ``W``);
+    ``update_error``: ``‖(merged − W) − ΔW‖ / ‖ΔW‖``, how much of the update the rounding changed (0 = none).
+    Medians come from an evenly spaced sample of each layer's entries.
+    """
+    layers = _unmerged_lora_layers(model).values()
+    eps = torch.finfo(dtype).eps
+    lost = nonzero = 0
+    err_sq = upd_sq = 0.0
+    w_s, step_s, d_s = [], [], []
+    for layer in layers:
+        w = layer.base.weight.to(dtype).float()  # W as a model stored in dtype holds it
+        delta = layer.delta_weight().float()
+        stored = (w + delta).to(dtype).float() - w  # the update as the merged dtype weight carries it
+        moved = delta != 0
+        lost += int(((stored == 0) & moved).sum())
+        nonzero += int(moved.sum())
+        err_sq += float(((stored - delta) ** 2).sum())
+        upd_sq += float((delta ** 2).sum())
+        _, exponent = torch.frexp(w)  # w = m · 2**exponent with 0.5 <= |m| < 1
+        w_s.append(_sample(w.abs()))
+        step_s.append(_sample(eps * torch.pow(2.0, exponent.float() - 1)))
+        d_s.append(_sample(delta.abs()))
+    return {
+        "median_abs_w": torch.cat(w_s).median().item(),
+        "median_step": torch.cat(step_s).median().item(),
+        "median_abs_update": torch.cat(d_s).median().item(),
+        "lost_share": lost / nonzero if nonzero else 0.0,
+        "update_error": math.sqrt(err_sq / upd_sq) if upd_sq else 0.0,
+    }

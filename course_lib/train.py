@@ -115,7 +115,7 @@ def choose_preset(name: str | Preset | None = None) -> tuple[Preset, str]:
         raise TrainSetupError(
             f"Preset {preset.name!r} trains in bf16, which {gpu} does not support (bf16 needs compute capability "
             "8.0+). Use preset='t4' (fp16) on this GPU, or preset=None to pick from the hardware.")
-    if preset.dtype == "bf16" and not has_bf16 and not (preset.needs == "cpu" and models.cpu_has_native_bf16()):
+    if preset.dtype == "bf16" and not (models.cpu_has_native_bf16() if preset.needs == "cpu" else has_bf16):
         raise TrainSetupError(f"Preset {preset.name!r} asks for bf16, which this machine cannot train in. Use "
                               "dtype='fp32' on a CPU or 'fp16' on an older GPU.")
     return preset, reason
@@ -261,12 +261,77 @@ def _cut_after_answer(example: dict, eos_id: int) -> dict:
     return {"input_ids": ids[: last + 1], "labels": labels[: last + 1]}
 
 
+DECISION_END = ' "reply'  # the answer's decision fields end where its reply key starts
+
+
+def decision_key_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids of the reply key as it appears inside a target (``..., "reply": ...``): the decision fields
+    (category, priority, needs_human) are the answer tokens before it."""
+    ids = tokenizer.encode(DECISION_END, add_special_tokens=False)
+    probe = tokenizer.encode('{"needs_human": false,' + DECISION_END + ': "x"}', add_special_tokens=False)
+    if not any(probe[i:i + len(ids)] == ids for i in range(len(probe))):
+        raise TrainSetupError(f"This tokenizer splits {DECISION_END!r} differently inside a JSON answer, so the "
+                              "decision tokens cannot be found: train with decision_weight=1.")
+    return ids
+
+
+def decision_weights(input_ids: torch.Tensor, labels: torch.Tensor, key_ids: Sequence[int],
+                     weight: float) -> torch.Tensor:
+    """Per-token loss weights: ``weight`` on answer tokens before the reply key (the decisions), 1 elsewhere.
+    Works on padded and on padding-free batches (each answer is a run of labels that are not ignored)."""
+    weights = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
+    key = list(key_ids)
+    for b, (row, lab) in enumerate(zip(input_ids.tolist(), (labels != -100).tolist())):
+        deciding = False
+        for t, scored in enumerate(lab):
+            if scored and (t == 0 or not lab[t - 1]):
+                deciding = True  # an answer starts here
+            if deciding and row[t:t + len(key)] == key:
+                deciding = False  # its reply starts here
+            if deciding and scored:
+                weights[b, t] = weight
+    return weights
+
+
+def _weighted_trainer_class():
+    from trl import SFTTrainer
+
+    class DecisionWeightedSFTTrainer(SFTTrainer):
+        """``SFTTrainer`` whose training loss weights the decision tokens ``decision_weight`` times (held-out loss
+        stays the plain mean, so runs remain comparable)."""
+
+        decision_weight: float = 1.0
+        key_ids: list[int] = []
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not model.training or self.decision_weight == 1.0:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            outputs = model(**{**inputs, "use_cache": False}, fused_lm_head=True)
+            # log_probs[:, t] scores labels[:, t + 1] (the head shifts the labels by one)
+            weights = decision_weights(inputs["input_ids"], labels, self.key_ids, self.decision_weight)[:, 1:]
+            scored = (labels[:, 1:] != -100).to(weights.dtype)
+            loss = -(outputs.log_probs * weights * scored).sum() / (weights * scored).sum().clamp(min=1.0)
+            tokens = inputs["position_ids"].size(1) if "position_ids" in inputs else int(inputs["attention_mask"].sum())
+            self._total_train_tokens += tokens
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return (loss, outputs) if return_outputs else loss
+
+    return DecisionWeightedSFTTrainer
+
+
 def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: Sequence[Row],
                   eval_rows: Sequence[Row] | None, config, method: str = "lora", lora=None,
-                  system_prompt: str | None = None, max_length: int = 512, callbacks: Sequence | None = None):
-    """An ``SFTTrainer`` over checked prompt-completion rows. ``model`` is trained in place (pass a copy)."""
+                  system_prompt: str | None = None, max_length: int = 512, callbacks: Sequence | None = None,
+                  decision_weight: float = 1.0):
+    """An ``SFTTrainer`` over checked prompt-completion rows. ``model`` is trained in place (pass a copy).
+    ``decision_weight`` > 1 counts each decision token (category, priority, needs_human) that many times in the
+    training loss, so the few tokens that decide the triage are not drowned by the ~40 tokens of the reply."""
     from datasets import Dataset
     from trl import SFTTrainer
+
+    if decision_weight <= 0:
+        raise TrainSetupError(f"decision_weight={decision_weight}: use 1 (plain loss) or more (e.g. 5).")
 
     _check_method(method)
     datasets = {}
@@ -278,11 +343,14 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
         datasets[split] = Dataset.from_list(pc)
     if "eval" not in datasets and config.eval_strategy != "no":
         config = replace(config, eval_strategy="no")  # nothing held out: no held-out loss to track
-    trainer = SFTTrainer(
+    trainer_class = SFTTrainer if decision_weight == 1.0 else _weighted_trainer_class()
+    trainer = trainer_class(
         model=model, args=config, train_dataset=datasets["train"], eval_dataset=datasets.get("eval"),
         processing_class=tokenizer, peft_config=(lora or lora_config()) if method == "lora" else None,
         callbacks=list(callbacks or []),
     )
+    if decision_weight != 1.0:
+        trainer.decision_weight, trainer.key_ids = float(decision_weight), decision_key_ids(tokenizer)
     eos = tokenizer.eos_token_id
     cut = dict(function=_cut_after_answer, fn_kwargs={"eos_id": eos}, desc="Ending each example at its answer")
     trainer.train_dataset = trainer.train_dataset.map(**cut)
@@ -344,6 +412,7 @@ def train_sft(
     seed: int = 0,
     progress: bool = True,
     threads: int | None = None,
+    decision_weight: float = 1.0,
 ) -> TrainResult:
     """Fine-tune with ``trl.SFTTrainer`` on chat rows; LoRA (``peft``) or full. Trains a copy: the model you pass
     stays as it was.
@@ -393,7 +462,8 @@ def train_sft(
     if system_prompt is not None and eval_rows:
         eval_rows = with_system_prompt(eval_rows, system_prompt)
     trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
-                            method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks)
+                            method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks,
+                            decision_weight=decision_weight)
     trainable, total = count_parameters(trainer.model)
     print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     start = time.perf_counter()

@@ -6,7 +6,8 @@ Usage::
     python data/generate_greenleaf.py --out DIR    # writes somewhere else (the tests use this)
     python data/generate_greenleaf.py --measure-regression   # runs the base model on regression.jsonl
 
-Standard library + ``course_lib.greenleaf`` only (``--measure-regression`` also needs torch/transformers).
+Standard library + ``course_lib.greenleaf``, ``course_lib.cards`` and ``course_lib.regression_rules`` only
+(``--measure-regression`` also needs torch/transformers).
 Every file is written with ``json.dumps(..., ensure_ascii=False)`` and ``\\n`` line endings, so running the
 script twice gives byte-identical files. All text is written by us (CC0); names, addresses, phone numbers,
 e-mails and card numbers are invented (555-01xx, Ofcom drama ranges, ``.example`` domains, test-style cards).
@@ -44,9 +45,15 @@ plant, ordinary returns/refunds, login trouble); low = questions and small annoy
 
 Regression scoring rule (regression.jsonl)
 ------------------------------------------
-``contains``: the answer, lower-cased, is a substring of the lower-cased output;
-``number``: the first number in the output (commas removed) equals the answer as a number;
-``exact``: ``output.strip().lower() == answer.strip().lower()``.
+One rule, ``course_lib.regression_rules.check_regression_answer`` (also ``evaluate.check_regression_answer``; its
+docstring is the full statement), any case:
+``contains``: the answer appears in the output starting at the beginning of a word ("darkness" counts for "dark",
+"juvenile" does not count for "Nile");
+``exact``: the output is the answer once whitespace, wrapping quotes/asterisks and a final . ! or ? are removed;
+``number``: the output's final answer equals the answer: the last number after an answer marker (=, equals, is,
+it's, are, was, were, has, have, answer), else the last number; digits ("86,400") and number words ("twelve",
+"twenty-four") both count; operands ("4 + 4") and numbers after "not" are never the answer; a final answer that is
+one of a list, range or hedge of different numbers ("3 or 4", "6, 7, 8") is wrong.
 See :func:`score_regression`.
 """
 
@@ -63,7 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from course_lib import greenleaf  # noqa: E402
+from course_lib import cards, greenleaf, regression_rules  # noqa: E402
 
 SEED = 20240611
 OUT_DIR = Path(__file__).resolve().parent / "greenleaf"
@@ -1937,7 +1944,7 @@ assert not MORE_TICKETS, sorted(MORE_TICKETS)
 
 
 # ==============================================================================================================
-# Small helpers: slots, styling, typos, fake personal data (all invented), Luhn
+# Small helpers: slots, styling, typos, fake personal data (all invented; card numbers via course_lib.cards)
 # ==============================================================================================================
 DATES = ["3 March", "March 3rd", "the 14th", "12/05", "Monday", "the 2nd of June", "Friday", "22 April", "October 9",
          "Sept 30", "the 1st", "Tuesday", "5th May", "11/11", "the 28th", "January 17"]
@@ -1949,31 +1956,11 @@ CLOSINGS = ["Thanks!", "Thanks in advance.", "Cheers", "Many thanks", "Thank you
 GREETING_RE = re.compile(r"^(hi|hello|hey|dear|good|hiya|evening|morning|sorry|please)\b", re.I)
 
 
-def luhn_ok(digits: str) -> bool:
-    """True when the digit string passes the Luhn check (what real card numbers do)."""
-    ds = [int(c) for c in digits if c.isdigit()]
-    total = 0
-    for i, d in enumerate(reversed(ds)):
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def luhn_digit(body: str) -> str:
-    for d in "0123456789":
-        if luhn_ok(body + d):
-            return d
-    raise AssertionError
-
-
 def make_card(rng: random.Random) -> str:
     body = rng.choice(["4", "5" + str(rng.randint(1, 5))])
     while len(body) < 15:
         body += str(rng.randint(0, 9))
-    num = body + luhn_digit(body)
+    num = body + cards.luhn_check_digit(body)
     sep = rng.choice([" ", "-", " "])
     return sep.join(num[i:i + 4] for i in range(0, 16, 4))
 
@@ -1981,9 +1968,9 @@ def make_card(rng: random.Random) -> str:
 def make_tracking(rng: random.Random, grouped: bool | None = None) -> str:
     """16 digits that FAIL the Luhn check: a look-alike a naive card regex would flag."""
     body = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(14))
-    good = luhn_digit(body)
+    good = cards.luhn_check_digit(body)
     num = body + str((int(good) + rng.randint(1, 9)) % 10)
-    assert not luhn_ok(num)
+    assert not cards.luhn_valid(num)
     if grouped is None:
         grouped = rng.random() < 0.5
     return " ".join(num[i:i + 4] for i in range(0, 16, 4)) if grouped else num
@@ -2628,15 +2615,9 @@ BASE_ACCURACY = (76, 85)  # (right, total) measured with `--measure-regression` 
 
 
 def score_regression(output: str, answer: str, check: str) -> bool:
-    """The scoring rule of regression.jsonl (the course's evaluation code implements the same rule)."""
-    if check == "contains":
-        return answer.lower() in output.lower()
-    if check == "exact":
-        return output.strip().lower() == answer.strip().lower()
-    if check == "number":
-        m = re.search(r"-?\d+(?:\.\d+)?", output.replace(",", ""))
-        return m is not None and float(m.group()) == float(answer)
-    raise ValueError(check)
+    """The scoring rule of regression.jsonl: ``course_lib.regression_rules.check_regression_answer``, the same rule
+    the course's evaluation code (``evaluate.score_regression``) uses."""
+    return regression_rules.check_regression_answer(output, answer, check)
 
 
 def write_regression(out: Path, split, entries) -> int:

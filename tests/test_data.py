@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import data, greenleaf
+from course_lib import cards, data, greenleaf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 GREENLEAF = data.GREENLEAF_DIR
@@ -97,6 +97,102 @@ def test_load_other_formats():
     assert data.load_jsonl(FIXTURES / "formats.jsonl", fmt="preference").lines == [3]
 
 
+GOOD = json.dumps(chat("hi", "hello", id="g")).encode()
+
+
+def test_hostile_rows_are_reported_and_the_rest_still_loads(tmp_path):
+    """Every row-level failure is a RowError with its line; nothing escapes as an exception."""
+    huge = json.dumps(chat("x" * 5_000_000, id="huge")).encode()
+    not_utf8 = b'{"id": "u", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    lines = [
+        GOOD,  # 1
+        b"[" * 100_000,  # 2: arrays nested 100,000 deep (RecursionError in the json module)
+        b'{"a":' * 100_000,  # 3: objects nested 100,000 deep
+        huge,  # 4: a 5 MB line
+        not_utf8,  # 5
+        b'{"id": "z",\x00 "messages": []}',  # 6: a raw NUL byte
+        b"42",  # 7: a JSON scalar, not an object
+        b'["a", "b"]',  # 8: a JSON array
+        b'{"id": "n", "score": Infinity, "messages": []}',  # 9: Python accepts it, JSON does not
+        json.dumps(chat("hi", id="d"))[:-1].encode() + b', "id": "d2"}',  # 10: a key twice
+        b'{"messages": [{"role": "user", "role": "assistant", "content": "hi"}, '
+        b'{"role": "assistant", "content": "x"}]}',  # 11: a key twice, inside a message
+        b'{"messages": [{"role": "user", "content": ["part"]}, {"role": "assistant", "content": "x"}]}',  # 12
+        b"",  # 13: empty line, skipped
+        b" \t ",  # 14: blank line, skipped
+        json.dumps(chat("a\u0000b")).encode(),  # 15: an escaped NUL character
+        json.dumps(chat("broken \ud83d emoji")).encode(),  # 16: half a surrogate pair
+        b"1" * 5000,  # 17: an integer too long for Python to read
+        json.dumps({"messages": chat("hi")["messages"], "meta": json.loads("[" * 32 + "]" * 32)}).encode(),  # 18
+        json.dumps({"messages": chat("hi")["messages"], "meta": json.loads("[" * 31 + "]" * 31)}).encode(),  # 19
+        json.dumps(chat("hi", id="r")).replace('"user"', '"' + "r" * 200_000 + '"').encode(),  # 20
+        b"\xef\xbb\xbf" + GOOD,  # 21: a BOM in the middle of the file (two files joined)
+        GOOD.replace(b'"g"', b'"g2"'),  # 22
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n")  # BOM at the start, CRLF line ends
+    result = data.load_jsonl(path)
+    assert result.lines == [1, 19, 22] and [r.get("id") for r in result.rows] == ["g", None, "g2"]
+    assert result.n_lines == 20  # 22 lines, 2 blank
+    deep = "levels deep; the limit is 32"
+    assert [(e.line, e.field, e.reason) for e in result.errors] == [
+        (2, "(line)", f"nested 100000 {deep}"),
+        (3, "(line)", f"nested 100000 {deep}"),
+        (4, "(line)", f"the line is {len(huge)} bytes long, over the limit of 1000000"),
+        (5, "(line)", "not valid UTF-8 (byte 0xe9 at byte 58)"),
+        (6, "(line)", "contains a NUL byte (0x00) at byte 12"),
+        (7, "(row)", "is a JSON number, not an object"),
+        (8, "(row)", "is a JSON array, not an object"),
+        (9, "(line)", "invalid JSON: Infinity is not a JSON value"),
+        (10, "id", "the key 'id' appears more than once in one object"),
+        (11, "messages[0].role", "the key 'role' appears more than once in one object"),
+        (11, "messages[0].role", "expected 'user' here (turns alternate user/assistant, starting with user), got "
+                                 "'assistant'"),  # the checks go on with the value Python kept: the last one
+        (12, "messages[0].content", "['part'] is not of type 'string'"),
+        (15, "messages[0].content", "contains a NUL character (\\u0000) at character 2"),
+        (16, "messages[0].content", "contains half of a surrogate pair (\\ud83d) at character 8"),
+        (17, "(line)", "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+        (18, "(row)", f"nested 33 {deep}"),  # the row, then 32 lists; line 19 (31 lists) is at the limit
+        (20, "messages[0].role", f"'{'r' * 58}… is not one of ['system', 'user', 'assistant']"),
+        (21, "(line)", "starts with a byte-order mark (BOM), which belongs only at the very start of a file"),
+    ]
+    assert all(e.fix for e in result.errors)
+    assert len(result.summary()) < 5000  # the 5 MB line and the 200,000-character role are not copied into it
+
+
+def test_bom_crlf_and_blank_lines_load_like_the_plain_file(tmp_path):
+    rows = data.load_jsonl(FIXTURES / "good_chat.jsonl").rows
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines[:2] + [b""] + lines[2:]) + b"\r\n")
+    result = data.load_jsonl(odd)
+    assert result.rows == rows and not result.errors
+    assert result.lines == [1, 2] + list(range(4, len(rows) + 2)) and result.n_lines == len(rows)
+
+
+def test_max_line_bytes_is_a_parameter(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(GOOD + b"\n" + json.dumps(chat("y" * 200)).encode() + b"\n")
+    result = data.load_jsonl(path, max_line_bytes=len(GOOD))
+    assert result.lines == [1] and [(e.line, e.field) for e in result.errors] == [(2, "(line)")]
+
+
+def test_hostile_answers_with_check_target(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    answers = ["[" * 100_000, "[" * 40 + "]" * 40, "9" * 5000,
+               greenleaf.format_target("billing", "low", False, "Sorted. Happy growing!")]
+    path.write_text("\n".join(json.dumps(chat("hi", a)) for a in answers) + "\n", encoding="utf-8")
+    result = data.load_jsonl(path, check_target=True)
+    assert result.lines == [4]
+    assert [(e.line, e.field, e.reason) for e in result.errors] == [
+        (1, "messages[1].content", "not a valid triage answer: not valid JSON (nested 100000 levels deep)"),
+        (2, "messages[1].content", "not a valid triage answer: nested 40 levels deep; a triage answer is one "
+                                   "flat JSON object"),
+        (3, "messages[1].content", "not a valid triage answer: not valid JSON (Exceeds the limit (4300 digits) "
+                                   "for integer string conversion)"),
+    ]
+
+
 def test_save_refuses_overwrites(tmp_path):
     rows = data.load_jsonl(FIXTURES / "good_chat.jsonl").rows
     out = data.save_jsonl(rows, tmp_path / "out.jsonl")
@@ -135,9 +231,13 @@ def test_quality_report(tokenizer):
 
 
 def test_luhn():
+    assert data.luhn_valid is cards.luhn_valid  # one copy, shared with data/generate_greenleaf.py and the tests
     assert data.luhn_valid("4111 1111 1111 1111") and data.luhn_valid("5555-5555-5555-4444")
     assert not data.luhn_valid("1234567812345678") and not data.luhn_valid("4111 1111 1111 1112")
     assert not data.luhn_valid("0")  # too short to be a card
+    assert not data.luhn_valid("79927398713") and cards.luhn_valid("79927398713", min_digits=0)  # 11 digits
+    assert data.luhn_valid("4111 1111 1111 1111²")  # a superscript is not a digit: skipped, no crash
+    assert cards.luhn_check_digit("411111111111111") == "1" and cards.luhn_check_digit("555555555555444") == "4"
 
 
 def test_redact_types_and_luhn():
@@ -225,6 +325,30 @@ def test_contamination():
     assert data.contamination(a, [chat("totally different words here and nothing shared at all ok")]).fraction == 0
 
 
+def test_contamination_ignores_boilerplate_ngrams():
+    boiler = "thank you so much for your help with my order today"  # 11 words: 4 distinct 8-grams
+    a = [chat(f"{boiler} {w}", id=w) for w in ("one", "two", "three")]
+    b = [chat(f"{boiler} four", id="b")]
+    report = data.contamination(a, b)  # in more than max(2, 5% of 3) = 2 rows of a: ignored
+    assert (report.n_contaminated, report.common_limit, report.n_ignored) == (0, 2, 4)
+    report = data.contamination(a, b, ignore_common=1.0)  # limit max(2, 3) = 3 rows: nothing ignored
+    assert (report.n_contaminated, report.common_limit, report.n_ignored) == (1, 3.0, 0)
+    assert report.worst == [{"row": "b", "shared": 4, "fraction": 0.8,
+                             "example": "much for your help with my order today"}]
+
+
+def test_cross_overlap_is_a_second_detector():
+    a = [chat(LONG, id="a"), chat("where is my parcel, it is late", id="p"), chat("how do I return a big tree", id="t")]
+    b = [chat(LONG.upper() + "!", id="x"), chat(LONG.replace("yesterday", "on monday"), id="y"),
+         chat("how do I return a pot I have not used", id="z"), chat("refund for the broken pot", id="w")]
+    # z vs t: 3 shared word 3-shingles of 5 + 8 - 3 = 10 distinct ones
+    assert data.cross_overlap(a, b) == [("a", "x", "exact", 1.0), ("a", "y", "near", 0.806), ("t", "z", "near", 0.3)]
+    assert data.cross_overlap(a, b, threshold=0.31) == [("a", "x", "exact", 1.0), ("a", "y", "near", 0.806)]
+    assert data.cross_duplicates(a, b) == [("a", "x", 1.0), ("a", "y", 0.806)]  # the LSH detector, threshold 0.8
+    assert data.cross_overlap(a, [chat("?!", id="q")]) == []  # nothing left after normalising: no match
+    assert data.cross_overlap(a, [], threshold=0.0) == []
+
+
 # --- tokenisation with assistant-only labels ------------------------------------------------------------------
 
 
@@ -245,12 +369,12 @@ def test_tokenize_sft_learns_exactly_the_answers(tokenizer, turns):
     assert len(enc["input_ids"]) == len(enc["labels"]) == len(enc["attention_mask"]) == 400
     assert _learned(enc, tokenizer) == [a + "<|im_end|>" for a in answers]
     n_real = sum(enc["attention_mask"])
-    assert all(lab == -100 for lab in enc["labels"][n_real:])  # padding never learned
+    assert all(lab == data.IGNORE_INDEX for lab in enc["labels"][n_real:])  # padding never learned
     assert set(enc["input_ids"][n_real:]) == {tokenizer.pad_token_id} and tokenizer.pad_token_id != tokenizer.eos_token_id
     naive = data.naive_labels(messages, tokenizer, max_length=400)
     assert naive["labels"] == naive["input_ids"]  # the mistake: everything, padding included
     table = data.label_table(enc, tokenizer)
-    assert len(table) == n_real and table["learned"].sum() == sum(lab != -100 for lab in enc["labels"])
+    assert len(table) == n_real and table["learned"].sum() == sum(lab != data.IGNORE_INDEX for lab in enc["labels"])
 
 
 def test_tokenize_sft_without_system_uses_template_default(tokenizer):
@@ -276,7 +400,7 @@ def test_loss_by_part(tiny_model):
     tokens = dict(zip(table["part"], table["tokens"]))
     assert list(tokens) == ["system", "user", "template", "assistant answer", "padding"]
     assert sum(tokens.values()) == 2 * (longest - 1)  # every position predicts the next token
-    assert tokens["assistant answer"] == sum(lab != -100 for e in encs for lab in e["labels"])
+    assert tokens["assistant answer"] == sum(lab != data.IGNORE_INDEX for e in encs for lab in e["labels"])
     assert tokens["padding"] == longest - min(len(e["input_ids"]) for e in encs) > 0
     assert all(v > 0 for v in losses.values())
 
@@ -316,6 +440,30 @@ def test_pipeline_sizes_and_no_leaks(cleaned):
     assert cleaned.contamination.fraction <= 0.05
     assert not data.cross_duplicates(cleaned.train, cleaned.heldout)
     assert not ({r["family"] for r in cleaned.train} & {r["family"] for r in cleaned.heldout})
+
+
+@needs_greenleaf
+def test_a_second_detector_agrees_with_the_merged_split(cleaned):
+    """What notebook 02 shows: with merging, exact text match + word 3-shingle Jaccard >= 0.3 (not the char5/0.5
+    detector that merged) finds only one pair across the split, and it shares a stock sentence, not a ticket."""
+    held = data.heldout_families()
+    sim = dict(shingle=data.GREENLEAF_SHINGLE, threshold=data.GREENLEAF_MERGE_THRESHOLD)
+    unmerged = data.split_by_group(cleaned.redacted, heldout_families=held, threshold=None)
+    merged = data.split_by_group(cleaned.redacted, heldout_families=held, **sim)
+    assert not data.cross_duplicates(*merged, **sim)  # true by construction: the detector that merged
+    assert data.cross_overlap(*merged) == [("GL-0026", "GL-0580", "near", 0.4)]
+    user = {r["id"]: r["messages"][1]["content"] for r in cleaned.redacted}
+    assert all("card number <card> in case you need it" in user[i].lower() for i in ("GL-0026", "GL-0580"))
+    pairs = data.cross_overlap(*unmerged)
+    assert len(pairs) == 10 and [p[2] for p in pairs].count("exact") == 1
+    assert data.cross_overlap(cleaned.train, cleaned.heldout) == []  # the shipped split, after dedup
+
+
+@needs_greenleaf
+def test_greenleaf_contamination_ignores_no_ngram(cleaned):
+    c = cleaned.contamination
+    assert c.common_limit == pytest.approx(0.05 * len(cleaned.train)) and c.n_ignored == 0
+    assert data.contamination(cleaned.train, cleaned.heldout, ignore_common=1.0).n_contaminated == c.n_contaminated
 
 
 @needs_greenleaf
@@ -365,3 +513,25 @@ def test_pii_errors_lists_misses_and_false_alarms():
         {"start": 0, "end": 12, "type": "PERSON"}]}]
     errors = data.pii_errors(rows)
     assert sorted(zip(errors["error"], errors["type"])) == [("false alarm", "CARD"), ("missed", "PERSON")]
+
+
+# --- the package layout ---------------------------------------------------------------------------------------
+
+DATA_MODULES = ["formats", "loading", "quality", "pii", "dedup", "split", "labels", "pipeline"]  # low to high
+
+
+def test_data_modules_import_downward_only_and_stay_small():
+    import ast
+
+    package = Path(data.__file__).parent
+    assert sorted(p.stem for p in package.glob("*.py")) == sorted(DATA_MODULES + ["__init__"])
+    for k, name in enumerate(DATA_MODULES):
+        source = (package / f"{name}.py").read_text(encoding="utf-8")
+        assert len(source.splitlines()) <= 400, f"{name}.py is over 400 lines: split it along its seams"
+        imported = {node.module.rsplit(".", 1)[-1] for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib.data.")}
+        assert imported <= set(DATA_MODULES[:k]), f"{name} imports {imported - set(DATA_MODULES[:k])} (not lower)"
+    assert all(hasattr(data, n) for n in data.__all__)
+    assert data.IGNORE_INDEX == -100 and data.labels.IGNORE_INDEX is data.IGNORE_INDEX
+    literal = [p.name for p in package.glob("*.py") for line in p.read_text().splitlines() if "-100" in line]
+    assert literal == ["labels.py"]  # defined once; everything else says IGNORE_INDEX

@@ -122,10 +122,14 @@ def test_score_task_on_tiny_model(tiny_model):
     model, tok = tiny_model
     zero = evaluate.score_task(model, tok, ROWS[:2], max_new_tokens=8, progress=False)
     assert len(zero.predictions) == 2 and zero.ids == ["t0", "t1"]
-    assert zero.metrics["n"] == 2 and 0.0 <= zero.metrics["json_valid"] <= 1.0
+    references = [r["messages"][2]["content"] for r in ROWS]
+    assert zero.metrics == evaluate.task_metrics(zero.predictions, references[:2])  # scored against the targets
+    nothing = {"json_valid": 0.0, "schema_valid": 0.0, "field_accuracy_mean": 0.0, "sign_off": 0.0,
+               "field_accuracy": {"category": 0.0, "priority": 0.0, "needs_human": 0.0}}
+    assert zero.metrics == {"n": 2, **nothing}  # random weights write no JSON
     few = evaluate.score_task(model, tok, ROWS[2:], examples=ROWS[:2], shots=2, max_new_tokens=8, batch_size=1,
                               progress=False)
-    assert few.metrics["n"] == 1
+    assert few.metrics == {"n": 1, **nothing} == evaluate.task_metrics(few.predictions, references[2:])
     with pytest.raises(ValueError, match="needs example rows"):
         evaluate.score_task(model, tok, ROWS, shots=3)
 
@@ -148,36 +152,164 @@ REGRESSION = [
 ]
 
 
-@pytest.mark.parametrize("output, answer, check, expected", [
-    ("The answer is 4.", "4", "number", True),
-    ("It is 1,200 apples", 1200, "number", True),
-    ("-3.5 degrees", "-3.5", "number", True),
-    ("3 or 4", "4", "number", False),  # the first number counts
-    ("no digits here", "4", "number", False),
-    ("It's PARIS, of course", "Paris", "contains", True),
-    ("Lyon", "Paris", "contains", False),
-    ("  Yes \n", "yes", "exact", True),
-    ("Yes, it is.", "yes", "exact", False),
-])
-def test_regression_checks(output, answer, check, expected):
+# Real outputs recorded in benchmarks/results (cpu_lesson.json and cpu_lesson_no_replay.json, "forgotten": the LoRA
+# model's answers the old first-number rule marked wrong) and the base model's own (fp32 and bf16, 32 new tokens).
+RECORDED = [
+    # (output, answer, check, right): the first four were marked wrong by the first-number rule
+    ("4 is a positive integer, and 4 + 4 equals 8.", "8", "number", True),
+    ("A day is approximately 86,400 seconds, which is roughly 24 hours.", "24", "number", True),
+    ("A triangle has three sides, which are equal in length.", "3", "number", True),
+    ('"A triangle has three sides, which are straight lines. The triangle is also a right triangle, meaning it has '
+     'a right angle. Happy growing!"', "3", "number", True),
+    ("A hexagon is a polygon with six sides. In geometry, a hexagon is also a hexagon with opposite sides being "
+     "equal.", "6", "number", True),  # base model in bf16
+    ("The number twelve is a special number that can be expressed as 12 × 13 + 1.", "12", "number", True),
+    ("The answer to this classic problem is 3. A triangle has three sides, which is a fundamental concept in "
+     "geometry.", "3", "number", True),
+    ("A kilogram is a unit of mass, and one gram is equal to 1000 milliliters.", "1000", "number", True),
+    ("A minute is equivalent to 60 seconds. To convert it to a human-readable format, you would multiply 60 by 60, "
+     "which", "60", "number", True),
+    ("The boiling point of water is approximately 100.0 degrees Celsius.", "100", "number", True),
+    ("The English alphabet consists of 26 letters, but there are also additional letters that are part of the "
+     "alphabet", "26", "number", True),
+    # recorded wrong answers that must stay wrong
+    ('"A day is approximately 8 hours, with 24 hours in the evening. Happy growing!"', "24", "number", False),
+    ('"A week is approximately 72 hours, while a month is 30 days. Happy growing!"', "7", "number", False),
+    ("A kilogram is a unit of mass, and one gram is equal to 1 cubic centimeter.", "1000", "number", False),
+    ("The answer to this classic question is 8. An insect has 8 legs.", "6", "number", False),
+    ('"Boiling point is a measure of the temperature at which a liquid changes from a liquid to a gas. Water at 212 '
+     'degrees Celsius is called', "100", "number", False),
+    ("\"That's a simple answer, but it's not the one you're looking for. A number is added to another number to "
+     "make it a sum, not", "8", "number", False),  # "the one" is a pronoun, not 1
+    # the final answer rules: the base model in bf16 says 26, then 27 of something else (a known cost of the rule)
+    ("The English alphabet consists of 26 letters, but there are 27 vowels (a, e, i, u, o, u, e,", "26", "number",
+     False),
+    ("The opposite of light is darkness. Light is a form of electromagnetic radiation", "dark", "contains", True),
+    ("The currency of the United Kingdom is the Pound Sterling.", "pound", "contains", True),
+    ("The capital of Australia is Sydney.", "Canberra", "contains", False),
+    ('"Our home star is called Sol, which is located in the inner part of the solar system', "Sun", "contains",
+     False),
+    ("I'm sorry for any confusion, but as a chatbot, I don't have the ability to reply with the word \"OK\".", "ok",
+     "exact", False),
+]
+
+
+@pytest.mark.parametrize("output, answer, check, expected", RECORDED)
+def test_regression_rule_on_recorded_outputs(output, answer, check, expected):
     assert evaluate.check_regression_answer(output, answer, check) is expected
 
 
-def test_unknown_regression_check():
+@pytest.mark.parametrize("output, answer, expected", [
+    ("The answer is 4.", "4", True),
+    ("It is 1,200 apples", 1200, True),  # thousands separators; an int answer
+    ("-3.5 degrees", "-3.5", True),
+    ("There are 7 days in a week, so 2 weeks have 14 days", "14", True),  # the last stated value is the answer
+    ("There are 7 days in a week, so 2 weeks have 14 days", "7", False),
+    ("There are 24 hours in a day, or 1440 minutes.", "24", True),  # a marked answer beats a later aside
+    ("twelve", "12", True),
+    ("Twenty-four.", "24", True),
+    ("twenty four hours", "24", True),
+    ("A century has one hundred years.", "100", True),
+    ("a hundred and five", "105", True),
+    ("two thousand five hundred", "2500", True),
+    ("It's about 24 hours.", "24", True),
+    ("4 + 4 = 8", "8", True),
+    ("8 = 4 + 4", "8", True),
+    ("Answer: eight", "8", True),
+    ("The answer is 8, and 8 is even.", "8", True),  # the same value again is not a hedge
+    ("Zero.", "0", True),
+    # must stay wrong: hedges, lists, ranges, operands, negations, other numbers
+    ("3 or 4", "4", False),
+    ("3 or 4", "3", False),
+    ("1, 2, 3, 4, 5, 6, 7, 8", "8", False),
+    ("Insects have 6, 8 or 10 legs.", "8", False),
+    ("between 7 and 8 days", "8", False),
+    ("7-8 days", "8", False),
+    ("The answer is 3, or perhaps 4.", "4", False),
+    ("The answer is 4 + 4.", "4", False),  # an operand is not an answer
+    ("The answer is 4 + 4.", "8", False),  # nor is an expression left unevaluated
+    ("It is not 8.", "8", False),
+    ("It isn't 8.", "8", False),
+    ("four hundred", "4", False),
+    ("hundreds of years", "100", False),
+    ("86,400", "86", False),
+    ("86,400", "400", False),
+    ("no digits here", "4", False),
+    ("", "4", False),
+])
+def test_number_check_reads_the_final_answer(output, answer, expected):
+    assert evaluate.check_regression_answer(output, answer, "number") is expected
+
+
+@pytest.mark.parametrize("output, answer, check, expected", [
+    ("It's PARIS, of course", "Paris", "contains", True),
+    ("Lyon", "Paris", "contains", False),
+    ("Plants take in carbon\ndioxide.", "carbon dioxide", "contains", True),  # line breaks are spaces
+    ("The river is juvenile.", "Nile", "contains", False),  # inside another word: not the answer
+    ("In Lima's climate", "Lima", "contains", True),
+    ("  Yes \n", "yes", "exact", True),
+    ("OK.", "ok", "exact", True),  # a trailing full stop is not part of the answer
+    ('"OK!"', "ok", "exact", True),
+    ("**OK**", "ok", "exact", True),
+    ("Yes, it is.", "yes", "exact", False),
+    ("Okay", "ok", "exact", False),
+    ("OK. Anything else?", "ok", "exact", False),
+])
+def test_contains_and_exact_checks(output, answer, check, expected):
+    assert evaluate.check_regression_answer(output, answer, check) is expected
+
+
+def test_one_output_is_right_for_one_number_only():
+    from course_lib.regression_rules import find_numbers
+
+    outputs = [o for o, _, c, _ in RECORDED if c == "number"] + ["3 or 4", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"]
+    for output in outputs:
+        right = {n.value for n in find_numbers(output) if evaluate.check_regression_answer(output, n.value, "number")}
+        assert len(right) <= 1, (output, right)
+
+
+def test_number_words_and_separators_are_read():
+    from course_lib.regression_rules import find_numbers
+
+    text = "twenty-four, 86,400, one hundred and five, a thousand, 3.5, -2 and the one you want"
+    assert [n.value for n in find_numbers(text)] == [24, 86400, 105, 1000, 3.5, -2]
+
+
+def test_unknown_regression_check_and_bad_answer():
     with pytest.raises(ValueError, match="contains"):
         evaluate.check_regression_answer("x", "x", "fuzzy")
+    with pytest.raises(ValueError, match="not one number"):
+        evaluate.check_regression_answer("8", "eight or nine", "number")
+
+
+def test_the_generator_scores_with_the_same_rule():
+    import importlib.util
+    from pathlib import Path
+
+    from course_lib import regression_rules
+
+    path = Path(__file__).resolve().parent.parent / "data" / "generate_greenleaf.py"
+    spec = importlib.util.spec_from_file_location("generate_greenleaf", path)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert evaluate.check_regression_answer is regression_rules.check_regression_answer
+    for output, answer, check, expected in RECORDED:
+        assert generator.score_regression(output, answer, check) is expected
 
 
 def test_score_regression_on_tiny_model(tiny_model):
     result = evaluate.score_regression(*tiny_model, REGRESSION, max_new_tokens=4)
-    assert set(result) == {"accuracy", "per_skill", "items"}
-    assert set(result["per_skill"]) == {"arithmetic", "capitals", "yes_no"}
+    assert set(result) == {"accuracy", "interval", "per_skill", "items"}
     assert [i["id"] for i in result["items"]] == ["r1", "r2", "r3"]
-    assert 0.0 <= result["accuracy"] <= 1.0
+    for item, row in zip(result["items"], REGRESSION):  # each item scored by the rule
+        assert item["correct"] is evaluate.check_regression_answer(item["output"], row["answer"], row["check"])
+    # random weights answer nothing right: the accuracy and its interval are exactly 0
+    assert result["accuracy"] == 0.0 and result["interval"] == [0.0, 0.0]
+    assert result["per_skill"] == {"arithmetic": 0.0, "capitals": 0.0, "yes_no": 0.0}
 
 
 def test_score_regression_sends_a_plain_user_message(tiny_model, monkeypatch):
-    from course_lib import models
+    from course_lib import models, stats
 
     seen = []
     monkeypatch.setattr(models, "generate", lambda m, t, convs, **kw: seen.extend(convs) or ["4", "paris", "no"])
@@ -185,6 +317,22 @@ def test_score_regression_sends_a_plain_user_message(tiny_model, monkeypatch):
     assert seen[0] == [{"role": "user", "content": "What is 2 + 2?"}]
     assert result["accuracy"] == pytest.approx(2 / 3)
     assert result["per_skill"] == {"arithmetic": 1.0, "capitals": 1.0, "yes_no": 0.0}
+    assert result["interval"] == list(stats.bootstrap_ci([True, True, False]))  # over the items' right/wrong
+    low, high = result["interval"]
+    assert low < 2 / 3 < high
+
+
+def test_score_regression_interval_on_80_items(tiny_model, monkeypatch):
+    from course_lib import models, stats
+
+    rows = [REGRESSION[0] | {"id": f"r{i}"} for i in range(80)]
+    answers = ["4" if i % 4 else "5" for i in range(80)]  # 60 of 80 right
+    monkeypatch.setattr(models, "generate", lambda m, t, convs, **kw: answers)
+    result = evaluate.score_regression(*tiny_model, rows)
+    assert result["accuracy"] == 0.75
+    assert result["interval"] == list(stats.bootstrap_ci([i % 4 != 0 for i in range(80)]))
+    low, high = result["interval"]
+    assert high - low == pytest.approx(2 * 1.96 * (0.75 * 0.25 / 80) ** 0.5, abs=0.03)  # the normal approximation
 
 
 def test_score_regression_bad_rows(tiny_model):
@@ -192,6 +340,8 @@ def test_score_regression_bad_rows(tiny_model):
         evaluate.score_regression(*tiny_model, [{"id": "x", "prompt": "hi"}])
     with pytest.raises(ValueError, match="is not one of"):
         evaluate.score_regression(*tiny_model, [REGRESSION[0] | {"check": "fuzzy"}])
+    with pytest.raises(ValueError, match="'r1'.*not one number"):  # refused before any generation
+        evaluate.score_regression(*tiny_model, [REGRESSION[0] | {"answer": "4 or 5"}])
 
 
 def test_plot_task_scores():

@@ -93,6 +93,26 @@ def test_matches_peft_outputs_and_counts(tiny_model, targets, r, alpha):
     assert counts["trainable"] == lora.lora_parameter_count(model.config, r, targets)
 
 
+
+def test_matches_peft_exactly_on_a_bf16_base(tiny_model):
+    """bf16 base + fp32 adapters: the update is added in fp32 and rounded once, as peft does, so the logits agree
+    bit for bit (rounding the update to bf16 before adding gave gaps of ~1 logit on the embedded model)."""
+    model, tokenizer = tiny_model
+    base = copy.deepcopy(model).to(torch.bfloat16)
+    theirs = _peft_model(base, lora.ALL_LINEAR, 16, 32)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for module in theirs.modules():
+            if isinstance(getattr(module, "lora_B", None), nn.ModuleDict):
+                w = module.lora_B["default"].weight
+                w.copy_(torch.randn(w.shape, generator=gen) * 0.02)
+    ours = copy.deepcopy(base)
+    lora.inject_lora(ours, lora.ALL_LINEAR, r=16, alpha=32)
+    lora.copy_from_peft(ours, theirs)
+    assert all(layer.lora_A.weight.dtype == torch.float32 for layer in lora.lora_layers(ours).values())
+    batch = _inputs(tokenizer)
+    assert torch.equal(_logits(ours, batch), _logits(theirs, batch))
+
 def test_merge_equals_unmerged_and_unmerge_restores(tiny_model):
     model, tokenizer = tiny_model
     batch = _inputs(tokenizer)
@@ -207,3 +227,115 @@ def test_copy_from_peft_refuses_different_targets(tiny_model):
     lora.inject_lora(ours, ["q_proj"], r=4, alpha=8)
     with pytest.raises(ValueError, match="different layers"):
         lora.copy_from_peft(ours, theirs)
+
+
+# ---- the scaling alpha/r: how far a few steps move the output, by rank ----------------------------------------
+
+SMALL = dict(d=64, n=8, steps=5)  # a smaller toy than the notebook's (576 wide), same behaviour, faster
+
+
+def _ratio(optimizer: str, scaling: str, lr: float) -> float:
+    """Output change at r=32 divided by the change at r=4."""
+    small, large = (lora.output_change(r, scaling=scaling, optimizer=optimizer, lr=lr, **SMALL) for r in (4, 32))
+    return large / small
+
+
+def test_output_change_is_deterministic_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    first = lora.output_change(8, **SMALL)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert lora.output_change(8, **SMALL) == first > 0
+    assert lora.output_change(8, lr=2e-4, **SMALL) > first  # a larger step moves the output further
+
+
+def test_dividing_by_r_tames_the_rank_dependence_under_adam_but_overshoots_under_sgd():
+    import math
+
+    adam_div, adam_plain = _ratio("adam", "alpha/r", 1e-4), _ratio("adam", "alpha", 1e-4)
+    assert adam_plain > 2.5  # without 1/r a rank-32 adapter moves several times further than a rank-4 one
+    assert 0.3 < adam_div < 1.0  # with 1/r: somewhat less far, within a factor of about 2
+    assert abs(math.log(adam_div)) < abs(math.log(adam_plain))
+    assert 5 < adam_plain / adam_div < 12  # Adam's step ignores the gradient's scale: 1/r acts once, 32/4 = 8
+    sgd_div, sgd_plain = _ratio("sgd", "alpha/r", 0.1), _ratio("sgd", "alpha", 0.1)
+    assert sgd_plain > 1.5 and sgd_div < 0.2  # plain SGD: 1/r over-corrects, the change shrinks steeply with r
+    assert sgd_plain / sgd_div > 2 * adam_plain / adam_div  # ... because under SGD the factor acts twice
+    assert abs(math.log(_ratio("sgd", "alpha/sqrt(r)", 0.1))) < abs(math.log(sgd_div))
+
+
+def test_change_by_rank_table_and_figure():
+    from matplotlib.figure import Figure
+
+    settings = {"adam": {"lr": 1e-4, **SMALL}, "sgd": {"lr": 0.1, **SMALL}}
+    table = lora.change_by_rank((4, 8), scalings=("alpha/r", "alpha"), settings=settings)
+    assert list(table) == ["adam", "sgd"] and list(table["adam"]) == ["alpha/r", "alpha"]
+    assert table["adam"]["alpha/r"][0] == lora.output_change(4, optimizer="adam", lr=1e-4, **SMALL)
+    fig = lora.plot_change_by_rank(table, (4, 8))
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+
+
+def test_output_change_bad_inputs():
+    with pytest.raises(ValueError, match="scaling"):
+        lora.output_change(4, scaling="alpha*r")
+    with pytest.raises(ValueError, match="optimizer"):
+        lora.output_change(4, optimizer="lion")
+    with pytest.raises(ValueError, match="steps"):
+        lora.output_change(4, steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        lora.output_change(4, lr=0)
+    with pytest.raises(ValueError, match="positive integer"):
+        lora.output_change(0)
+
+
+# ---- merging on a bf16 base ---------------------------------------------------------------------------------
+
+def test_merge_logit_gap_fp32_tiny_bf16_larger(tiny_model):
+    model, tokenizer = tiny_model
+    ours = copy.deepcopy(model)
+    lora.inject_lora(ours, lora.ALL_LINEAR, r=4, alpha=8)
+    _randomise_b(ours)
+    weights = {n: p.clone() for n, p in ours.named_parameters()}
+    ids = _inputs(tokenizer)["input_ids"]
+    fp32 = lora.merge_logit_gap(ours, ids, torch.float32)
+    bf16 = lora.merge_logit_gap(ours, ids, torch.bfloat16)
+    assert fp32 < 1e-4
+    assert bf16 > 100 * fp32 and bf16 > 1e-3
+    # the model itself is unchanged: same dtype, same values, still unmerged
+    assert all(torch.equal(p, weights[n]) for n, p in ours.named_parameters())
+    assert not any(layer.merged for layer in lora.lora_layers(ours).values())
+
+
+def test_merge_logit_gap_refuses_merged_or_plain_models(tiny_model):
+    model, tokenizer = tiny_model
+    ids = _inputs(tokenizer)["input_ids"]
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        lora.merge_logit_gap(model, ids, torch.bfloat16)
+    ours = copy.deepcopy(model)
+    lora.inject_lora(ours, ["q_proj"], r=2, alpha=4)
+    lora.merge_lora(ours)
+    with pytest.raises(ValueError, match="unmerge_lora"):
+        lora.merge_logit_gap(ours, ids, torch.bfloat16)
+    with pytest.raises(ValueError, match="unmerge_lora"):
+        lora.merge_rounding(ours)
+
+
+def _layer_with(weight: float, update: float) -> lora.LoRALinear:
+    """A LoRA layer whose W is all ``weight`` and whose update (alpha/r)·B·A is all ``update``."""
+    layer = lora.LoRALinear(nn.Linear(4, 3, bias=False), r=1, alpha=1)
+    with torch.no_grad():
+        layer.base.weight.fill_(weight)
+        layer.lora_A.weight.fill_(1.0)
+        layer.lora_B.weight.fill_(update)
+    return layer
+
+
+def test_merge_rounding_in_bf16():
+    # bf16 keeps 8 significant bits: neighbouring numbers at 1.0 are 2**-7 = 0.0078125 apart
+    small = lora.merge_rounding(_layer_with(1.0, 1e-3))  # below half a step: rounded away entirely
+    assert small["median_step"] == 2**-7 and small["median_abs_w"] == 1.0
+    assert small["median_abs_update"] == pytest.approx(1e-3)
+    assert small["lost_share"] == 1.0 and small["update_error"] == pytest.approx(1.0)
+    kept = lora.merge_rounding(_layer_with(1.0, 0.01))  # 1.01 is stored as 1.0078125: kept, 22% off
+    assert kept["lost_share"] == 0.0 and kept["update_error"] == pytest.approx(0.21875, rel=1e-4)
+    exact = lora.merge_rounding(_layer_with(1.0, 1e-3), torch.float32)  # fp32: 24 bits, nothing lost
+    assert exact["lost_share"] == 0.0 and exact["update_error"] < 1e-4
+    assert lora.merge_rounding(_layer_with(0.05, 1e-3))["median_step"] == 2**-12  # 0.05 is in [2**-5, 2**-4)

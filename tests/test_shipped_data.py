@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from course_lib import greenleaf
+from course_lib.cards import luhn_valid
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "greenleaf"
@@ -48,16 +49,35 @@ def good_rows(raw_lines, planted):
     return [json.loads(line) for i, line in enumerate(raw_lines, 1) if i not in skip]
 
 
-def _luhn_ok(digits: str) -> bool:
-    ds = [int(c) for c in digits if c.isdigit()]
-    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2) for i, d in enumerate(reversed(ds)))
-    return total % 10 == 0
-
-
 def test_regeneration_is_byte_identical(tmp_path):
     subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, capture_output=True)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"{name} differs from a fresh run"
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    import ast
+
+    out = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {f"{node.module}.{a.name}" if node.module == "course_lib" else node.module for a in node.names}
+    return out
+
+
+def test_generator_is_stdlib_only_and_has_no_luhn_copy():
+    """The generator imports only the standard library and course_lib modules that themselves import only the
+    standard library; its card numbers come from the one Luhn check, course_lib.cards."""
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    ours = {m for m in _top_level_imports(GENERATOR) if m.split(".")[0] == "course_lib"}
+    assert {m.split(".")[0] for m in _top_level_imports(GENERATOR) - ours} <= stdlib
+    assert "course_lib.cards" in ours
+    for module in ours:
+        imports = _top_level_imports(ROOT / (module.replace(".", "/") + ".py"))
+        assert {m.split(".")[0] for m in imports} <= stdlib, f"{module} imports more than the standard library"
+    assert "def luhn" not in GENERATOR.read_text(encoding="utf-8")
 
 
 def test_planted_problems_are_where_and_what_they_say(raw_lines, planted):
@@ -106,7 +126,7 @@ def test_planted_problems_are_where_and_what_they_say(raw_lines, planted):
             for v in p["values"]:
                 assert v["text"] in msgs[1]["content"]
                 if v["type"] == "CARD":
-                    assert _luhn_ok(v["text"])
+                    assert luhn_valid(v["text"])
 
 
 def test_good_rows_validate(good_rows):
@@ -143,7 +163,7 @@ def test_look_alikes_are_not_cards(good_rows, planted):
     pii_ids = {p["id"] for p in planted if p["problem"] == "pii"}
     for row in good_rows:
         for m in re.finditer(r"(?<!\d)(?:\d[ -]?){15}\d(?!\d)", row["messages"][1]["content"]):
-            if _luhn_ok(m.group()):
+            if luhn_valid(m.group()):
                 assert row["id"] in pii_ids, m.group()
 
 
@@ -182,7 +202,7 @@ def test_pii_labelled():
             assert s["type"] in ("EMAIL", "PHONE", "CARD", "ADDRESS", "PERSON")
             types[s["type"]] += 1
             if s["type"] == "CARD":
-                assert _luhn_ok(s["text"])
+                assert luhn_valid(s["text"])
     assert min(types.values()) >= 10
 
 

@@ -141,30 +141,71 @@ def test_resume_without_a_checkpoint_says_so(tiny_model, tmp_path):
         _train(tiny_model, tmp_path, resume=True)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
-@pytest.mark.parametrize("name", ["h100", "t4"])
-def test_gpu_presets_on_a_cpu_machine_say_what_is_missing(name):
-    with pytest.raises(train.TrainSetupError, match="no CUDA GPU.*preset='cpu'"):
+GPU = "FakeGPU 9000"
+
+
+@pytest.fixture
+def hardware(monkeypatch):
+    """``hardware(cuda, gpu_bf16, cpu_bf16)`` makes ``choose_preset`` see that machine, whatever this one is."""
+
+    def fake(cuda: bool, gpu_bf16: bool, cpu_bf16: bool) -> None:
+        def device_name(*args, **kwargs):
+            assert cuda, "choose_preset asked for a GPU name on a machine without CUDA"
+            return GPU
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda and gpu_bf16)
+        monkeypatch.setattr(torch.cuda, "get_device_name", device_name)
+        monkeypatch.setattr(train.models, "cpu_has_native_bf16", lambda: cpu_bf16)
+
+    return fake
+
+
+CUSTOM = replace(train.PRESETS["cpu"], batch_size=2)  # a preset built by hand is used as given (no dtype switch)
+
+
+@pytest.mark.parametrize("cuda, gpu_bf16, cpu_bf16, name, expected, why", [
+    # preset=None: picked from the hardware
+    (True, True, False, None, ("h100", "bf16"), f"{GPU} supports bf16"),
+    (True, True, True, None, ("h100", "bf16"), f"{GPU} supports bf16"),
+    (True, False, True, None, ("t4", "fp16"), f"{GPU} has no bf16, so fp16"),
+    (False, False, True, None, ("cpu", "bf16"), "no CUDA GPU; this CPU has bf16 instructions"),
+    (False, False, False, None, ("cpu", "fp32"), "no CUDA GPU; this CPU has no bf16 instructions, so fp32"),
+    # by name, where the hardware can run it
+    (True, True, False, "h100", ("h100", "bf16"), "asked for by name"),
+    (True, True, False, "t4", ("t4", "fp16"), "asked for by name"),
+    (True, False, False, "t4", ("t4", "fp16"), "asked for by name"),
+    (True, True, True, "cpu", ("cpu", "bf16"), "asked for by name; this CPU has bf16 instructions"),
+    (True, True, False, "cpu", ("cpu", "fp32"), "asked for by name; this CPU has no bf16 instructions"),
+    (False, False, True, "cpu", ("cpu", "bf16"), "asked for by name; this CPU has bf16 instructions"),
+    (False, False, False, "cpu", ("cpu", "fp32"), "asked for by name; this CPU has no bf16 instructions"),
+    # a Preset object
+    (False, False, True, CUSTOM, ("cpu", "fp32"), "a preset you built yourself"),
+    (False, False, True, replace(CUSTOM, dtype="bf16"), ("cpu", "bf16"), "a preset you built yourself"),
+    (True, True, False, replace(train.PRESETS["h100"], batch_size=4), ("h100", "bf16"), "a preset you built"),
+])
+def test_choose_preset_on_each_kind_of_machine(hardware, cuda, gpu_bf16, cpu_bf16, name, expected, why):
+    hardware(cuda, gpu_bf16, cpu_bf16)
+    preset, reason = train.choose_preset(name)
+    assert (preset.name, preset.dtype) == expected
+    assert reason.startswith(why)
+    base = name if isinstance(name, train.Preset) else train.PRESETS[expected[0]]
+    assert preset == replace(base, dtype=expected[1])  # only the dtype may change, nothing else
+
+
+@pytest.mark.parametrize("cuda, gpu_bf16, cpu_bf16, name, error", [
+    (False, False, True, "h100", "no CUDA GPU.*preset='cpu'"),
+    (False, False, True, "t4", "no CUDA GPU.*preset='cpu'"),
+    (False, False, False, replace(train.PRESETS["h100"], batch_size=4), "no CUDA GPU.*preset='cpu'"),
+    (True, False, True, "h100", f"bf16, which {GPU} does not support.*preset='t4'"),
+    (False, False, False, replace(train.PRESETS["cpu"], dtype="bf16"), "asks for bf16.*dtype='fp32'"),
+    (True, True, True, "tpu", "Unknown preset 'tpu'"),
+    (False, False, False, "tpu", "Unknown preset 'tpu'"),
+])
+def test_choose_preset_refuses_what_the_machine_cannot_run(hardware, cuda, gpu_bf16, cpu_bf16, name, error):
+    hardware(cuda, gpu_bf16, cpu_bf16)
+    with pytest.raises(train.TrainSetupError, match=error):
         train.choose_preset(name)
-
-
-def test_choose_preset_picks_from_hardware_and_rejects_unknown_names():
-    preset, reason = train.choose_preset()
-    assert preset.name == ("cpu" if not torch.cuda.is_available() else preset.name) and reason
-    with pytest.raises(train.TrainSetupError, match="Unknown preset 'tpu'"):
-        train.choose_preset("tpu")
-
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="about CPU machines")
-@pytest.mark.parametrize("native", [True, False])
-def test_cpu_preset_uses_bf16_only_where_the_cpu_has_it(monkeypatch, native):
-    monkeypatch.setattr(train.models, "cpu_has_native_bf16", lambda: native)
-    preset, reason = train.choose_preset("cpu")
-    assert preset.dtype == ("bf16" if native else "fp32") and "bf16 instructions" in reason
-    if not native:
-        with pytest.raises(train.TrainSetupError, match="bf16"):
-            train.choose_preset(replace(train.PRESETS["cpu"], dtype="bf16"))
 
 
 def test_rows_without_an_assistant_turn_are_refused(tiny_model, tmp_path):

@@ -142,12 +142,14 @@ class TaskScore:
 
 def score_task(
     model, tokenizer, rows: list[dict], examples: list[dict] | None = None, shots: int = 0,
-    max_new_tokens: int | None = None, batch_size: int = 8, progress: bool = True,
+    max_new_tokens: int | None = None, batch_size: int = 8, progress: bool = True, reuse: bool = False,
 ) -> TaskScore:
     """Generate an answer for every chat row (``{"id", "family", "messages": [system, user, assistant]}``) with a
     ``shots``-example prompt built from ``examples``, and score it against the row's assistant message.
-    ``max_new_tokens`` defaults to the profile's."""
-    from course_lib import models
+    ``max_new_tokens`` defaults to the profile's. Generation stops for each answer once its JSON object closes.
+    ``reuse=True``: if these exact weights already answered these exact prompts with these settings (e.g. the base
+    model in notebook 01), take the stored answers instead of generating them again (``course_lib.runcache``)."""
+    from course_lib import models, runcache
     from course_lib.profile import get_profile
 
     if shots and not examples:
@@ -160,10 +162,21 @@ def score_task(
     references = [_turn(row, "assistant") for row in rows]
     # Similar lengths in a batch waste less compute on padding; answers are put back in row order.
     order = sorted(range(len(rows)), key=lambda i: len(conversations[i][-1]["content"]))
-    answers = models.generate(
-        model, tokenizer, [conversations[i] for i in order],
-        max_new_tokens=max_new_tokens or get_profile().max_new_tokens, batch_size=batch_size, progress=progress,
-    )
+    budget = max_new_tokens or get_profile().max_new_tokens
+
+    def answer() -> list[str]:
+        return models.generate(model, tokenizer, [conversations[i] for i in order], max_new_tokens=budget,
+                               batch_size=batch_size, progress=progress, stop_after_json=True)
+
+    if reuse:
+        parts = {"weights": runcache.weights_fingerprint(model), "dtype": str(model.dtype),
+                 "prompts": [conversations[i] for i in order], "max_new_tokens": budget, "batch_size": batch_size}
+        answers, path, reused = runcache.cached("task-answers", parts, answer)
+        if reused:
+            print(f"(answers of these weights to these {len(rows)} prompts reused from {path.name}: delete it to "
+                  "generate them again)")
+    else:
+        answers = answer()
     predictions = [""] * len(rows)
     for i, answer in zip(order, answers):
         predictions[i] = answer
@@ -186,15 +199,16 @@ def _system(row: dict) -> str:
 
 
 def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 8,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, reuse: bool = False) -> dict:
     """Run the general-skills regression set (rows ``{"id", "skill", "prompt", "answer", "check"}``): each prompt
     goes alone as a user message (no system prompt), each answer is scored by ``check_regression_answer``. Returns
     ``{"accuracy", "interval": [low, high], "per_skill": {skill: accuracy}, "items": [{"id", "skill", "prompt",
     "answer", "output", "correct"}]}``. ``interval`` is the 95% bootstrap interval of the accuracy
     (``stats.bootstrap_ci`` over the items' right/wrong, 1000 resamples, seed 0): on the 85-item set one item is
     1.2 points, so compare two runs with their intervals (or ``stats.paired_bootstrap_diff`` on their items), not
-    by their accuracies alone."""
-    from course_lib import models, stats
+    by their accuracies alone. ``reuse=True``: take stored answers of these exact weights to these prompts if there
+    are any (``course_lib.runcache``; e.g. the base model, scored once)."""
+    from course_lib import models, runcache, stats
 
     if not rows:
         raise ValueError("No regression rows to score.")
@@ -208,8 +222,20 @@ def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 3
             check_regression_answer("", row["answer"], row["check"])
         except ValueError as err:
             raise ValueError(f"Regression row {row['id']!r}: {err}") from err
-    outputs = models.generate(model, tokenizer, [[{"role": "user", "content": r["prompt"]}] for r in rows],
-                              max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
+
+    def answer() -> list[str]:
+        return models.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               progress=progress)
+
+    if reuse:
+        parts = {"weights": runcache.weights_fingerprint(model), "dtype": str(model.dtype), "prompts": prompts,
+                 "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+        outputs, path, reused = runcache.cached("regression-answers", parts, answer)
+        if reused:
+            print(f"(regression answers of these weights reused from {path.name}: delete it to generate them again)")
+    else:
+        outputs = answer()
     items = []
     for row, output in zip(rows, outputs):
         correct = check_regression_answer(output, row["answer"], row["check"])

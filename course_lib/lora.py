@@ -312,7 +312,7 @@ def output_change(
 
     A toy regression: a random ``d × d`` base layer, ``n`` fixed random inputs, and a target that is the base output
     plus a fixed random linear change. The base layer, inputs and target do not depend on ``r``, ``scaling``,
-    ``optimizer`` or ``lr``, and A is drawn the same way at every rank (a rank-8 A starts with the rank-4 A's rows),
+    ``optimizer`` or ``lr``, and A is drawn from the same distribution at every rank (``LoRALinear``'s init, seeded),
     so calls that differ only in those are a fair comparison. ``scaling`` is a key of ``SCALING_RULES``. The global
     random state is left as it was.
     """

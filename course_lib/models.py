@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, StoppingCriteria
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from course_lib.paths import cache_dir
@@ -253,8 +253,11 @@ def generate(
     max_new_tokens: int = 128,
     batch_size: int = 8,
     progress: bool = False,
+    stop_after_json: bool = False,
 ) -> list[str]:
-    """Greedy answers to a list of chat conversations (each a list of ``{"role", "content"}`` without the answer)."""
+    """Greedy answers to a list of chat conversations (each a list of ``{"role", "content"}`` without the answer).
+    ``stop_after_json=True``: an answer also ends once a JSON object it started has closed (the rest would be
+    thrown away by the scorer anyway), which saves most of the time a rambling model spends after its JSON."""
     if not conversations:
         return []
     old_side = tokenizer.padding_side
@@ -272,15 +275,53 @@ def generate(
                 for c in conversations[i : i + batch_size]
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            stops = [JsonClosed(tokenizer, enc["input_ids"].shape[1])] if stop_after_json else None
             out = model.generate(
                 **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=tokenizer.eos_token_id, stopping_criteria=stops,
             )
             new = out[:, enc["input_ids"].shape[1] :]
             answers.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = old_side
     return [a.strip() for a in answers]
+
+
+def _json_closed(text: str) -> bool:
+    """Has ``text`` opened a JSON object and closed it again (braces inside strings ignored)?"""
+    depth, in_string, escaped, opened = 0, False, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"' and opened:
+            in_string = True
+        elif char == "{":
+            depth, opened = depth + 1, True
+        elif char == "}" and opened:
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
+
+
+class JsonClosed(StoppingCriteria):
+    """A ``StoppingCriteria`` for ``model.generate``: True for each sequence whose new text holds a closed JSON
+    object. (transformers calls it after every token with the whole batch.)"""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int) -> None:
+        self.tokenizer, self.prompt_length = tokenizer, prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([_json_closed(t) for t in texts], device=input_ids.device)
 
 
 def chat(

@@ -1,8 +1,10 @@
-"""The bar fine-tuning must beat: the embedded model, prompted, on GreenLeaf's held-out tickets and the regression set.
+"""The bars fine-tuning must beat: the embedded model prompted, and two classic baselines, on GreenLeaf's tickets.
 
 Runs the full-profile baseline — SmolLM2-135M-Instruct (``models.load_model("embedded")``), every held-out row,
 zero-shot and 3-shot (examples from the train split, ``evaluate.pick_examples``), greedy decoding — and the
-general-skills regression set, then writes ``benchmarks/results/baseline_fewshot.json`` with the command, the
+general-skills regression set; then the majority-class and TF-IDF + logistic-regression baselines
+(``course_lib.baselines``, tuned and untuned) on the same tickets, every decision field with its 95% bootstrap
+interval (``course_lib.baselines.field_table``). Writes ``benchmarks/results/baseline_fewshot.json`` with the command, the
 machine, package versions, wall times and every metric. Prints the 3-shot scores as ratios of the zero-shot ones.
 
 Usage (from the repo root)::
@@ -31,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import jsonschema  # noqa: E402
 
-from course_lib import evaluate, greenleaf, models  # noqa: E402
+from course_lib import baselines, evaluate, greenleaf, models  # noqa: E402
 from course_lib.paths import DATA_DIR  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "jsonschema", "course-lib")
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of evaluate.pick_examples (which train rows)")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N held-out/regression rows (0: all)")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=160, help="the full profile's budget")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "baseline_fewshot.json"))
@@ -124,19 +126,40 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(heldout)} held-out rows, {len(regression)} regression rows, {args.shots}-shot examples "
           f"{[e['id'] for e in examples]}, data from {source}", flush=True)
 
-    runs, timings, samples = {}, {}, {}
+    runs, timings, samples, predictions = {}, {}, {}, {}
     for name, shots in (("zero-shot", 0), (f"{args.shots}-shot", args.shots)):
         t0 = time.perf_counter()
         score = evaluate.score_task(model, tok, heldout, examples=examples, shots=shots,
                                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True)
         timings[name] = round(time.perf_counter() - t0, 1)
         runs[name] = score.metrics
+        predictions[name] = score.predictions
         samples[name] = [{"id": i, "answer": p} for i, p in zip(score.ids[:SAMPLES], score.predictions[:SAMPLES])]
         print(f"{name}: {json.dumps(score.metrics)} ({timings[name]} s)", flush=True)
     t0 = time.perf_counter()
     reg = evaluate.score_regression(model, tok, regression, max_new_tokens=32, batch_size=args.batch_size)
     timings["regression"] = round(time.perf_counter() - t0, 1)
     print(f"regression: accuracy {reg['accuracy']:.3f} {reg['per_skill']} ({timings['regression']} s)", flush=True)
+
+    answers = {name: preds for name, preds in predictions.items()}
+    t0 = time.perf_counter()
+    answers["majority class"] = baselines.majority(train, heldout)
+    timings["majority"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    answers["TF-IDF + LR (C=1)"] = baselines.tfidf(train, heldout, C={f: 1.0 for f in baselines.FIELDS})
+    timings["tfidf_default_C"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    answers["TF-IDF + LR (TUNED_C)"] = baselines.tfidf(train, heldout)
+    timings["tfidf_tuned_C"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    chosen = {f: float(p[-1].C) for f, p in baselines.fit_tfidf(train, tune=True).items()}
+    timings["tfidf_tuning"] = round(time.perf_counter() - t0, 1)
+    print(f"grouped 5-fold CV picks C = {chosen} (baselines.TUNED_C = {baselines.TUNED_C})", flush=True)
+    tables = baselines.compare(answers, heldout)
+    print("\n" + baselines.format_table(tables), flush=True)
+    fields = {name: {f: {"accuracy": t[f]["accuracy"], "interval": t[f]["interval"]} for f in (*baselines.FIELDS, "mean")}
+              for name, t in tables.items()}
+    strongest = {f: max(fields, key=lambda name: fields[name][f]["accuracy"]) for f in (*baselines.FIELDS, "mean")}
 
     base, few = runs["zero-shot"], runs[f"{args.shots}-shot"]
     print(f"\n{args.shots}-shot / zero-shot (ratio; the zero-shot run in this process is the baseline):")
@@ -157,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(model.device),
                     "dtype": str(next(model.parameters()).dtype),
+                    "cpu_bf16_instructions": models.cpu_has_native_bf16(),
                     "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()]},
         "versions": {"python": platform.python_version(), **versions},
         "settings": {"model": args.model, "decoding": "greedy", "max_new_tokens": args.max_new_tokens,
@@ -164,7 +188,10 @@ def main(argv: list[str] | None = None) -> dict:
         "data": {"source": source, "heldout_rows": len(heldout), "train_rows": len(train),
                  "regression_rows": len(regression), "few_shot_example_ids": [e["id"] for e in examples]},
         "task": runs,
-        "regression": {"accuracy": reg["accuracy"], "per_skill": reg["per_skill"],
+        "fields": fields,
+        "strongest_per_field": strongest,
+        "tfidf_cv_chosen_C": chosen, "tfidf_tuned_C_used": baselines.TUNED_C,
+        "regression": {"accuracy": reg["accuracy"], "interval": reg["interval"], "per_skill": reg["per_skill"],
                        "wrong_ids": [i["id"] for i in reg["items"] if not i["correct"]]},
         "samples": samples,
         "wall_time_s": {**timings, "total": round(time.perf_counter() - start, 1)},

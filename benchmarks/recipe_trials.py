@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from course_lib import baselines, data, evaluate, models, paths, stats, train  # noqa: E402
+from course_lib import baselines, data, evaluate, greenleaf, models, paths, stats, train  # noqa: E402
 
 
 def machine() -> dict:
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtype", choices=("auto", "fp32"), default="auto",
                         help="fp32: the path a CPU without bf16 instructions takes")
+    parser.add_argument("--reply-first", action="store_true", help="train on targets with the reply before the decisions")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "recipe_trials.json"))
     args = parser.parse_args()
@@ -82,8 +83,12 @@ def main() -> None:
     heldout, regression = data.load_split("heldout"), data.load_split("regression")
     base_reg = base_regression(model, tok, regression, dtype)
 
+    train_rows = data.load_split("train")
+    if args.reply_first:
+        train_rows = [{**row, "messages": row["messages"][:-1] + [{"role": "assistant", "content":
+                       greenleaf.reply_first(row["messages"][-1]["content"])}]} for row in train_rows]
     start = time.perf_counter()
-    run = train.train_sft(model, data.load_split("train"), None, steps=args.steps, lr=args.lr, tokenizer=tok,
+    run = train.train_sft(model, train_rows, None, steps=args.steps, lr=args.lr, tokenizer=tok,
                           lora_r=args.r, lora_alpha=args.alpha or 2 * args.r, preset=preset, threads=threads,
                           progress=False, replay=data.load_split("replay") * args.replay_copies, seed=args.seed,
                           decision_weight=args.decision_weight)
@@ -105,6 +110,7 @@ def main() -> None:
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]), "tag": args.tag,
         "steps": args.steps, "lr": args.lr or train.DEFAULT_LR["lora"], "r": args.r, "alpha": args.alpha or 2 * args.r,
         "decision_weight": args.decision_weight, "replay_copies": args.replay_copies, "seed": args.seed,
+        "reply_first": args.reply_first,
         "preset": {"dtype": preset.dtype, "batch_size": preset.batch_size}, "machine": machine(),
         "seconds": {"train": round(train_seconds, 1), "eval_heldout": round(eval_task_seconds, 1),
                     "eval_regression": round(eval_reg_seconds, 1)},

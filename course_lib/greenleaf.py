@@ -52,6 +52,16 @@ def format_target(category: str, priority: str, needs_human: bool, reply: str) -
     return json.dumps(obj, ensure_ascii=False)
 
 
+def reply_first(target: str) -> str:
+    """The same target JSON with the reply written first and the three decisions after it. A model writes its answer
+    left to right, so in this order each decision can draw on the reply the model has just written ("I've passed
+    this to our team..." says a person is needed). JSON objects have no order, so the scorer reads both alike."""
+    obj = parse_triage(target)
+    if not isinstance(obj, dict) or set(obj) != set(FIELDS):
+        raise ValueError(f"{target[:80]!r} is not a triage target with exactly the keys {FIELDS}.")
+    return json.dumps({"reply": obj["reply"], **{k: obj[k] for k in FIELDS if k != "reply"}}, ensure_ascii=False)
+
+
 def parse_triage(text: str) -> dict | None:
     """Parse a model answer into a dict, or ``None`` if it is not a JSON object.
 

@@ -2838,8 +2838,10 @@ number or street suffix, a spelled-out e-mail address.
 
 ## regression.jsonl
 `{{"id", "skill", "prompt", "answer", "check"}}`, unrelated to plants. Scoring (`score_regression` in the
-generator): `contains` = the answer, case-insensitive, is a substring of the output; `number` = the first number
-in the output (commas removed) equals the answer; `exact` = stripped, case-insensitive equality.
+generator calls `course_lib.regression_rules.check_regression_answer`, the rule the course uses): `contains` = the
+answer, any case, starts a word of the output; `number` = the output's final answer (the last number after =, is,
+are, has, answer..., else the last number; digits or number words) equals the answer, and a hedge such as "3 or
+4" is wrong; `exact` = equal after stripping whitespace, wrapping quotes and a final . ! or ?.
 
 Measured base accuracy (SmolLM2-135M-Instruct, the `embedded` model, greedy, `max_new_tokens=32`, the prompt as
 a plain user message with no system prompt, batch size 16, CPU float32):

@@ -1,4 +1,4 @@
-"""The pins in pyproject.toml, environment.yml and the Makefile agree, and the layout is the one DESIGN.md fixes."""
+"""The pins in pyproject.toml, environment.yml and the Makefile agree, and the layout is the one CONTRIBUTING.md ("Architecture") describes."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_torch_is_the_cpu_wheel_version():
 def test_layout_matches_design():
     for path in ["README.md", "environment.yml", "pyproject.toml", "Makefile", "course_lib", "notebooks", "labs",
                  "solutions", "glossary.md", "data", "benchmarks", "tests", ".ci/run"]:
-        assert (ROOT / path).exists(), f"{path} is missing from the layout DESIGN.md fixes"
+        assert (ROOT / path).exists(), f"{path} is missing from the layout CONTRIBUTING.md describes"
 
 
 def test_ci_runs_the_readme_test_command():

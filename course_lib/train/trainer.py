@@ -1,0 +1,234 @@
+"""Running a supervised fine-tuning job: the peft and trl configs of a run, the ``SFTTrainer`` over checked rows
+(each example ending at its answer), and ``train_sft``, which picks a preset, trains a copy of the model (LoRA or
+full), resumes from checkpoints, and returns a ``TrainResult`` with the history and the throughput.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+from course_lib import data, models
+from course_lib import lora as lora_module
+from course_lib.paths import cache_dir
+from course_lib.train.presets import DEFAULT_LR, Preset, TrainSetupError, _check_method, choose_preset, cpu_threads
+from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, training_rows,
+                                   with_system_prompt)
+from course_lib.train.weighting import _weighted_trainer_class, decision_key_ids
+
+
+def lora_config(r: int = 16, lora_alpha: int = 32, target_modules: str | list[str] = "all-linear",
+                lora_dropout: float = 0.0):
+    """A ``peft.LoraConfig`` for a causal LM. ``"all-linear"``: every linear layer but the output head."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=lora_dropout,
+                      task_type="CAUSAL_LM")
+
+
+def sft_config(preset: Preset, output_dir: str | Path, steps: int, lr: float, eval_steps: int | None = None,
+               save_steps: int | None = None, warmup: float = 0.1, logging_steps: int | None = None,
+               seed: int = 0, progress: bool = True):
+    """The ``trl.SFTConfig`` of a run: the preset's numbers plus schedule, evaluation and checkpoint cadence."""
+    from trl import SFTConfig
+
+    eval_steps = eval_steps or max(1, steps // 4)
+    save_steps = save_steps or max(1, steps // 4)
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=steps,  # optimiser steps (each sees batch_size * grad_accum examples)
+        learning_rate=lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=warmup,  # a fraction (< 1) of the steps: ramp the learning rate up from 0, then decay it
+        max_grad_norm=1.0,  # gradient clipping: one odd batch cannot throw the weights far
+        weight_decay=0.0,
+        per_device_train_batch_size=preset.batch_size,
+        per_device_eval_batch_size=preset.batch_size,
+        gradient_accumulation_steps=preset.grad_accum,
+        # trl turns (gradient) checkpointing ON by default: on a CPU it only costs time
+        activation_checkpointing=preset.gradient_checkpointing,
+        bf16=preset.dtype == "bf16",  # mixed precision: bf16 compute (autocast), fp32 master weights
+        fp16=preset.dtype == "fp16",
+        use_cpu=preset.needs == "cpu",
+        optim=preset.optim,
+        padding_free=preset.padding_free,
+        max_length=None,  # we checked lengths ourselves (check_lengths): nothing is cut
+        completion_only_loss=True,  # prompt-completion rows: loss on the completion only (also trl's default)
+        eval_strategy="steps", eval_steps=eval_steps,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=2,
+        logging_steps=logging_steps or max(1, min(10, steps // 20)),
+        report_to="none",
+        seed=seed,
+        disable_tqdm=not progress,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _cut_after_answer(example: dict, eos_id: int) -> dict:
+    """Drop what the chat template writes after the answer's end-of-turn token (SmolLM2: a newline): the model never
+    generates past ``<|im_end|>``, so training on it is wasted (and it would count as "answer" tokens)."""
+    ids, labels = example["input_ids"], example["labels"]
+    last = max((i for i, t in enumerate(ids) if t == eos_id and labels[i] != data.IGNORE_INDEX), default=len(ids) - 1)
+    return {"input_ids": ids[: last + 1], "labels": labels[: last + 1]}
+
+
+def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: Sequence[Row],
+                  eval_rows: Sequence[Row] | None, config, method: str = "lora", lora=None,
+                  system_prompt: str | None = None, max_length: int = 512, callbacks: Sequence | None = None,
+                  decision_weight: float = 1.0):
+    """An ``SFTTrainer`` over checked prompt-completion rows. ``model`` is trained in place (pass a copy).
+    ``decision_weight`` > 1 counts each decision token (category, priority, needs_human) that many times in the
+    training loss, so the few tokens that decide the triage are not drowned by the ~40 tokens of the reply."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    if decision_weight <= 0:
+        raise TrainSetupError(f"decision_weight={decision_weight}: use 1 (plain loss) or more (e.g. 5).")
+
+    _check_method(method)
+    datasets = {}
+    for split, rows in (("train", train_rows), ("eval", eval_rows)):
+        if split == "eval" and not rows:
+            continue
+        pc = prompt_completion_rows(rows, system_prompt)
+        check_lengths(pc, tokenizer, max_length, [r.get("id", "?") for r in rows])
+        datasets[split] = Dataset.from_list(pc)
+    if "eval" not in datasets and config.eval_strategy != "no":
+        config = replace(config, eval_strategy="no")  # nothing held out: no held-out loss to track
+    trainer_class = SFTTrainer if decision_weight == 1.0 else _weighted_trainer_class()
+    trainer = trainer_class(
+        model=model, args=config, train_dataset=datasets["train"], eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer, peft_config=(lora or lora_config()) if method == "lora" else None,
+        callbacks=list(callbacks or []),
+    )
+    if decision_weight != 1.0:
+        trainer.decision_weight, trainer.key_ids = float(decision_weight), decision_key_ids(tokenizer)
+    eos = tokenizer.eos_token_id
+    cut = dict(function=_cut_after_answer, fn_kwargs={"eos_id": eos}, desc="Ending each example at its answer")
+    trainer.train_dataset = trainer.train_dataset.map(**cut)
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset = trainer.eval_dataset.map(**cut)
+    return trainer
+
+
+@dataclass
+class TrainResult:
+    model: PreTrainedModel  # the trained model (a peft PeftModel for LoRA), in eval mode
+    history: list[dict]  # trainer.state.log_history: {"step", "loss"} and {"step", "eval_loss"} records
+    output_dir: Path  # where the checkpoints are
+    trainable_params: int  # parameters the optimiser updated
+    seconds: float  # wall time of trainer.train()
+    tokens_per_second: float  # real (non-pad) tokens through the model per second of training
+    total_params: int = 0  # parameters of the whole model (base + adapters)
+    answer_tokens: int = 0  # tokens the loss was computed on (the answers) over the run; from the mean length
+    preset: Preset | None = None  # the preset the run used
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The ``checkpoint-<step>`` folder with the highest step in ``output_dir``, or ``None``."""
+    folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(folders, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def train_sft(
+    model_or_name: PreTrainedModel | str,
+    train_rows: Sequence[Row],
+    eval_rows: Sequence[Row] | None = None,
+    method: str = "lora",
+    preset: str | Preset | None = None,
+    steps: int = 200,
+    lr: float | None = None,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    target_modules: str | list[str] = "all-linear",
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[TrainerCallback] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    system_prompt: str | None = SHORT_SYSTEM_PROMPT,
+    replay: Sequence[Row] = (),
+    eval_steps: int | None = None,
+    save_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    threads: int | None = None,
+    decision_weight: float = 1.0,
+) -> TrainResult:
+    """Fine-tune with ``trl.SFTTrainer`` on chat rows; LoRA (``peft``) or full. Trains a copy: the model you pass
+    stays as it was.
+
+    ``system_prompt`` replaces every row's system message (default: the short prompt; ``None`` keeps the rows'
+    own): prompt the tuned model the same way. ``replay``: general chat rows (``data.load_split("replay")``) mixed
+    into the training rows as they are, with their own (default) system prompt: they keep the model answering
+    general requests normally instead of in the task's format (forgetting; notebook 04 measures it).
+    ``lr=None``: 2e-4 for LoRA, 5e-5 for full fine-tuning. (On GreenLeaf, 5e-4 gave +6 points of field
+    accuracy but cost 9 points on the regression set instead of 5: ``benchmarks/results/lr_trials.json``.)
+    ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
+    the free physical cores, see ``cpu_threads``).
+    """
+    _check_method(method)
+    preset, reason = choose_preset(preset)
+    print(f"Training with {preset.describe()}\n  why: {reason}")
+    if preset.name == "cpu":
+        threads, why = cpu_threads(threads)
+        print(f"  {threads} CPU thread(s): {why}")
+    if isinstance(model_or_name, str):
+        model, tok = models.load_model(model_or_name)
+        tokenizer = tokenizer or tok
+    else:
+        model = copy.deepcopy(model_or_name)
+        tokenizer = tokenizer or models.load_tokenizer(model.name_or_path)
+    if preset.needs == "cpu" and model.dtype != torch.float32:
+        model = model.float()  # fp32 master weights: bf16 compute comes from autocast (bf16=True), not the storage
+    model.train()
+    lr = lr if lr is not None else DEFAULT_LR[method]
+    if output_dir is None:
+        if resume:
+            raise TrainSetupError("resume=True needs the output_dir of the run to continue.")
+        output_dir = cache_dir() / "runs" / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    output_dir = Path(output_dir)
+    if resume and latest_checkpoint(output_dir) is None:
+        raise TrainSetupError(f"resume=True, but {output_dir} has no checkpoint-* folder to resume from. "
+                              "Run once with resume=False (checkpoints are written every save_steps).")
+    if not resume and latest_checkpoint(output_dir) is not None:
+        raise TrainSetupError(f"{output_dir} already holds checkpoints of an earlier run. Pass resume=True to "
+                              "continue it, or another output_dir to start afresh.")
+    config = sft_config(preset, output_dir, steps, lr, eval_steps=eval_steps, save_steps=save_steps, seed=seed,
+                        progress=progress)
+    lora = lora_config(lora_r, lora_alpha, target_modules) if method == "lora" else None
+    if replay:
+        print(f"  + {len(replay)} replay rows (general requests, the base model's own answers) mixed into "
+              f"{len(train_rows)} task rows")
+    if system_prompt is not None and eval_rows:
+        eval_rows = with_system_prompt(eval_rows, system_prompt)
+    trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
+                            method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks,
+                            decision_weight=decision_weight)
+    counts = lora_module.count_parameters(trainer.model)
+    trainable, total = int(counts["trainable"]), int(counts["total"])
+    print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - start
+    history = list(trainer.state.log_history)
+    tokens = max((h.get("num_tokens", 0) for h in history), default=0)
+    answer_per_step = _answer_tokens_per_example(trainer.train_dataset) * preset.batch_size * preset.grad_accum
+    trained = trainer.model.eval()
+    if preset.needs == "cpu" and preset.dtype == "bf16":
+        trained.to(torch.bfloat16)  # answer in bf16 too: 2.5x faster generation than fp32 on this CPU
+    return TrainResult(
+        model=trained, history=history, output_dir=output_dir, trainable_params=trainable, seconds=seconds,
+        tokens_per_second=tokens / seconds if seconds else 0.0, total_params=total,
+        answer_tokens=int(answer_per_step * trainer.state.global_step), preset=preset,
+    )
+
+
+def _answer_tokens_per_example(dataset) -> float:
+    labels = dataset["labels"]
+    return sum(sum(1 for t in row if t != data.IGNORE_INDEX) for row in labels) / max(1, len(labels))

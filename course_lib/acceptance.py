@@ -72,10 +72,10 @@ def load(path: str | Path) -> AcceptanceTest:
     if not path.is_file():
         raise FileNotFoundError(f"No saved test at {path}: run notebook 01 to the end (it saves the decision note's "
                                 "test there), or build one with acceptance.greenleaf_test(...).")
-    raw = json.loads(path.read_text(encoding="utf-8"))
     try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
         return AcceptanceTest(raw["test_set"], [Check(**c) for c in raw["checks"]])
-    except (KeyError, TypeError) as error:
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a saved acceptance test ({error}): save one with acceptance.save().") from error
 
 

@@ -81,7 +81,7 @@ def fit_tfidf(train_rows: Sequence[Row], seed: int = 0, tune: bool = False,
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline, make_union
 
-    C = dict(TUNED_C if C is None else C)
+    C = {**TUNED_C, **(C or {})}
     texts, labels = tickets(train_rows), targets(train_rows)
     groups = [str(row.get("family", i)) for i, row in enumerate(train_rows)]
     features = make_union(TfidfVectorizer(analyzer="word", ngram_range=(1, 2)),
@@ -118,6 +118,7 @@ def field_table(predictions: Sequence[str], rows: Sequence[Row], n_resamples: in
     An answer that is not JSON is wrong on every field."""
     if len(predictions) != len(rows):
         raise ValueError(f"{len(predictions)} predictions for {len(rows)} rows: give one answer per row, in order.")
+    targets(rows)  # every reference must be triage JSON with the three fields: fail naming the row, never score 0
     refs = [_message(row, "assistant", i) for i, row in enumerate(rows)]
     scored = [evaluate.score_answer(p, r) for p, r in zip(predictions, refs)]
     table = {}
@@ -154,12 +155,16 @@ def confusion(predictions: Sequence[str], rows: Sequence[Row], field: str) -> tu
     ``labels[j]``; a last column ``"(invalid)"`` counts answers with no valid value for the field."""
     if field not in FIELDS:
         raise ValueError(f"field={field!r}: use one of {FIELDS}.")
+    if len(predictions) != len(rows):
+        raise ValueError(f"{len(predictions)} predictions for {len(rows)} rows: give one answer per row, in order.")
     labels = LABELS[field]
     matrix = [[0] * (len(labels) + 1) for _ in labels]
     for target, prediction in zip(targets(rows), predictions):
         answer = greenleaf.parse_triage(prediction or "")
         value = answer.get(field) if isinstance(answer, dict) else None
         j = next((k for k, label in enumerate(labels) if type(label) is type(value) and label == value), len(labels))
+        if target[field] not in labels:
+            raise ValueError(f"A target has {field}={target[field]!r}, not one of {labels}: use cleaned rows.")
         matrix[labels.index(target[field])][j] += 1
     return [*labels, "(invalid)"], matrix
 

@@ -43,7 +43,7 @@ def cached(kind: str, parts: dict[str, Any], compute: Callable[[], Any], folder:
     if path.is_file():
         try:
             return json.loads(path.read_text(encoding="utf-8"))["result"], path, True
-        except (json.JSONDecodeError, KeyError):
+        except (json.JSONDecodeError, KeyError, TypeError):
             path.unlink()  # a half-written file from an interrupted run: compute again
     result = compute()
     folder.mkdir(parents=True, exist_ok=True)

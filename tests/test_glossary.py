@@ -27,7 +27,7 @@ REQUIRED = [
     # 04
     "trl", "SFTTrainer", "peft", "Adapter", "Held-out loss", "Full fine-tuning", "Preset", "Learning rate",
     "Warmup", "Gradient accumulation", "Gradient clipping", "Checkpoint", "Batch", "Effective batch size",
-    "Gradient checkpointing", "SFT", "Prompt distillation", "Base model", "Padding-free", "Overfitting", "Step",
+    "Gradient checkpointing", "SFT", "Short training prompt", "Base model", "Padding-free", "Overfitting", "Step",
     "Replay",
 ]
 

@@ -23,7 +23,8 @@ from course_lib import data, models
 from course_lib.train.adapters import human_size, load_adapter, save_adapter, size_on_disk
 from course_lib.train.presets import (DEFAULT_LR, PRESETS, Preset, TrainSetupError, _check_method, choose_preset,
                                       cpu_threads)
-from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, training_rows,
+from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, reply_first_rows,
+                                   training_rows,
                                    with_system_prompt)
 from course_lib.train.trainer import (TrainResult, _answer_tokens_per_example, _cut_after_answer, build_trainer,
                                       latest_checkpoint, lora_config, sft_config, train_sft)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from course_lib import data
+from course_lib import data, greenleaf
 from course_lib.train.presets import TrainSetupError
 
 
@@ -39,6 +39,19 @@ def training_rows(task_rows: Sequence[Row], system_prompt: str | None, replay: S
     untouched (their own system prompt, or none: the chat template's default). The trainer shuffles them."""
     task = list(task_rows) if system_prompt is None else with_system_prompt(task_rows, system_prompt)
     return task + list(replay)
+
+
+def reply_first_rows(rows: Sequence[Row]) -> list[Row]:
+    """Copies of GreenLeaf chat rows whose answer writes the reply before the three decisions
+    (``greenleaf.reply_first``): the model then decides after writing what it will tell the customer."""
+    out = []
+    for i, row in enumerate(rows):
+        messages = [dict(m) for m in row.get("messages", [])]
+        if not messages or messages[-1].get("role") != "assistant":
+            raise TrainSetupError(f"row {i} (id {row.get('id', '?')!r}) does not end with an assistant answer to reorder.")
+        messages[-1]["content"] = greenleaf.reply_first(messages[-1]["content"])
+        out.append({**row, "messages": messages})
+    return out
 
 
 def prompt_completion_rows(rows: Sequence[Row], system_prompt: str | None = None) -> list[Row]:

@@ -18,7 +18,7 @@ from course_lib import data, models
 from course_lib import lora as lora_module
 from course_lib.paths import cache_dir
 from course_lib.train.presets import DEFAULT_LR, Preset, TrainSetupError, _check_method, choose_preset, cpu_threads
-from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, training_rows,
+from course_lib.train.rows import (reply_first_rows, SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, training_rows,
                                    with_system_prompt)
 from course_lib.train.weighting import _weighted_trainer_class, decision_key_ids
 
@@ -90,6 +90,11 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
 
     if decision_weight <= 0:
         raise TrainSetupError(f"decision_weight={decision_weight}: use 1 (plain loss) or more (e.g. 5).")
+    if decision_weight != 1.0 and any(str(row["messages"][-1].get("content", "")).lstrip().startswith('{"reply"')
+                                      for row in train_rows if row.get("messages")):
+        raise TrainSetupError("decision_weight weights the decisions written before the reply, but these answers "
+                              "write the reply first (reply_first), so their decisions would not be weighted: use "
+                              "decision_weight=1 with reply-first answers.")
 
     _check_method(method)
     datasets = {}
@@ -159,6 +164,7 @@ def train_sft(
     progress: bool = True,
     threads: int | None = None,
     decision_weight: float = 1.0,
+    reply_first: bool = False,
 ) -> TrainResult:
     """Fine-tune with ``trl.SFTTrainer`` on chat rows; LoRA (``peft``) or full. Trains a copy: the model you pass
     stays as it was.
@@ -207,6 +213,9 @@ def train_sft(
               f"{len(train_rows)} task rows")
     if system_prompt is not None and eval_rows:
         eval_rows = with_system_prompt(eval_rows, system_prompt)
+    if reply_first:  # the answer's reply first, then the decisions (rows.reply_first_rows); held-out loss alike
+        train_rows = reply_first_rows(train_rows)
+        eval_rows = reply_first_rows(eval_rows) if eval_rows else eval_rows
     trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
                             method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks,
                             decision_weight=decision_weight)

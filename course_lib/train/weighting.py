@@ -36,14 +36,18 @@ def decision_weights(input_ids: torch.Tensor, labels: torch.Tensor, key_ids: Seq
     weights = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
     key = list(key_ids)
     for b, (row, lab) in enumerate(zip(input_ids.tolist(), (labels != data.IGNORE_INDEX).tolist())):
-        deciding = False
-        for t, scored in enumerate(lab):
-            if scored and (t == 0 or not lab[t - 1]):
-                deciding = True  # an answer starts here
-            if deciding and row[t:t + len(key)] == key:
-                deciding = False  # its reply starts here
-            if deciding and scored:
-                weights[b, t] = weight
+        start = 0
+        while start < len(lab):
+            if not lab[start]:
+                start += 1
+                continue
+            end = start
+            while end < len(lab) and lab[end]:
+                end += 1  # [start, end): one answer
+            reply = next((t for t in range(start, end) if row[t:t + len(key)] == key), None)
+            if reply is not None:  # a triage answer: weight its decisions (replay answers have no reply key)
+                weights[b, start:reply] = weight
+            start = end
     return weights
 
 
@@ -56,6 +60,7 @@ def _weighted_trainer_class():
 
         decision_weight: float = 1.0
         key_ids: list[int] = []
+        loss_is_scaled_for_ga = False  # our loss is a per-micro-batch mean: let the Trainer divide by accumulation
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not model.training or self.decision_weight == 1.0:

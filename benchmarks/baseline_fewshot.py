@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-new-tokens", type=int, default=160, help="the full profile's budget")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="generate even if stored answers of these weights exist (to time generation)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "baseline_fewshot.json"))
     args = parser.parse_args(argv)
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs, timings, samples, predictions = {}, {}, {}, {}
     for name, shots in (("zero-shot", 0), (f"{args.shots}-shot", args.shots)):
         t0 = time.perf_counter()
-        score = evaluate.score_task(model, tok, heldout, examples=examples, shots=shots,
+        score = evaluate.score_task(model, tok, heldout, examples=examples, shots=shots, reuse=not args.no_reuse,
                                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True)
         timings[name] = round(time.perf_counter() - t0, 1)
         runs[name] = score.metrics
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         samples[name] = [{"id": i, "answer": p} for i, p in zip(score.ids[:SAMPLES], score.predictions[:SAMPLES])]
         print(f"{name}: {json.dumps(score.metrics)} ({timings[name]} s)", flush=True)
     t0 = time.perf_counter()
-    reg = evaluate.score_regression(model, tok, regression, max_new_tokens=32, batch_size=args.batch_size)
+    reg = evaluate.score_regression(model, tok, regression, max_new_tokens=32, batch_size=args.batch_size,
+                                    reuse=not args.no_reuse)
     timings["regression"] = round(time.perf_counter() - t0, 1)
     print(f"regression: accuracy {reg['accuracy']:.3f} {reg['per_skill']} ({timings['regression']} s)", flush=True)
 

@@ -125,6 +125,7 @@ def seeds_summary(args, steps: int, lr: float, tables: dict, machine: dict) -> s
         for trial in json.loads(trials_path.read_text())["trials"]:
             same = (trial.get("steps") == steps and abs(trial.get("lr", 0) - lr) < 1e-12 and trial.get("r") == 16
                     and trial.get("decision_weight") == args.decision_weight and trial.get("replay_copies") == 1
+                    and bool(trial.get("reply_first")) == args.reply_first
                     and trial.get("preset", {}).get("dtype") == "bf16" and trial.get("seed") != args.seed)
             if same and trial["seed"] not in [r[0] for r in rows]:
                 rows.append((trial["seed"], trial["field_accuracy"], trial["regression"]["change"]))
@@ -153,6 +154,7 @@ def main() -> None:
                         help="train on the tickets only (no replay rows): shows the forgetting replay prevents")
     parser.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: train.DEFAULT_LR)")
     parser.add_argument("--decision-weight", type=float, default=1.0)
+    parser.add_argument("--reply-first", action="store_true", help="train on answers that write the reply first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", default=str(REPO / "benchmarks" / "results" / "recipe_trials.json"),
                         help="recipe trials of other seeds of the same recipe, summarised with this run")
@@ -189,7 +191,7 @@ def main() -> None:
     lr = args.lr or train.DEFAULT_LR["lora"]
     run = train.train_sft(model, train_rows, heldout[:EVAL_DURING_TRAINING], method="lora", steps=steps, lr=lr,
                           tokenizer=tok, threads=threads, progress=False, replay=replay, seed=args.seed,
-                          decision_weight=args.decision_weight)
+                          decision_weight=args.decision_weight, reply_first=args.reply_first)
     wall["train_lora"] = time.perf_counter() - t
     adapter = train.save_adapter(run.model, run.output_dir / "adapter")
 
@@ -201,7 +203,8 @@ def main() -> None:
     print(f"LoRA: {_task(lora_task.metrics)}, regression {lora_reg['accuracy']:.3f}", flush=True)
     losses = [(h["step"], h["eval_loss"]) for h in run.history if "eval_loss" in h]
     report["lora"] = {
-        "steps": steps, "lr": lr, "decision_weight": args.decision_weight, "seed": args.seed, "r": 16, "alpha": 32, "target_modules": "all-linear",
+        "steps": steps, "lr": lr, "decision_weight": args.decision_weight, "reply_first": args.reply_first, "seed": args.seed,
+        "r": 16, "alpha": 32, "target_modules": "all-linear",
         "preset": asdict(run.preset), "system_prompt": train.SHORT_SYSTEM_PROMPT,
         "train_seconds": run.seconds, "tokens_per_second": run.tokens_per_second,
         "answer_tokens_per_second": run.answer_tokens / run.seconds, "trainable_params": run.trainable_params,
@@ -246,7 +249,8 @@ def main() -> None:
         full_steps = max(1, steps // 4)
         t = time.perf_counter()
         full = train.train_sft(model, train_rows, heldout[:EVAL_DURING_TRAINING], method="full", steps=full_steps,
-                               tokenizer=tok, save_steps=full_steps, threads=threads, progress=False, replay=replay)
+                               tokenizer=tok, save_steps=full_steps, threads=threads, progress=False, replay=replay,
+                               reply_first=args.reply_first)
         wall["train_full"] = time.perf_counter() - t
         t = time.perf_counter()
         full_task = evaluate.score_task(full.model, tok, heldout_short, progress=False)

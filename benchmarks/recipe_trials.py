@@ -106,8 +106,12 @@ def main() -> None:
     before = [i["correct"] for i in base_reg["items"]]
     after = [i["correct"] for i in reg["items"]]
     diff, low, high = stats.paired_bootstrap_diff(after, before)
+    trial_lr = args.lr or train.DEFAULT_LR["lora"]
     trial = {
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]), "tag": args.tag,
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
+        "tag": args.tag or (f"LoRA {args.steps} steps, lr {trial_lr:g}, decision weight {args.decision_weight:g}"
+                            + (", reply first" if args.reply_first else "") + (", fp32" if dtype == "fp32" else "")
+                            + f", seed {args.seed}"),
         "steps": args.steps, "lr": args.lr or train.DEFAULT_LR["lora"], "r": args.r, "alpha": args.alpha or 2 * args.r,
         "decision_weight": args.decision_weight, "replay_copies": args.replay_copies, "seed": args.seed,
         "reply_first": args.reply_first,

@@ -95,6 +95,22 @@ def measure(task_metrics: dict, table: dict[str, dict], base_correct: Sequence[b
     return out
 
 
+def measure_recorded(trial: dict) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """Measurements for ``run`` from a recorded run of ``benchmarks/recipe_trials.py`` (its JSON record): the same
+    values ``measure`` computes live, read back with their intervals."""
+    try:
+        out: dict[str, tuple[float, tuple[float, float] | None]] = {
+            key: (float(trial[key]), None) for key in ("json_valid", "schema_valid", "sign_off")}
+        for f in (*FIELDS, "mean"):
+            out[f] = (float(trial["field_accuracy"][f]), tuple(trial["field_interval"][f]))
+        change, (low, high) = trial["regression"]["change"], trial["regression"]["change_interval"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"Not a recipe-trial record ({error!r} missing): pass one entry of "
+                         "benchmarks/results/recipe_trials.json's 'trials'.") from error
+    out["regression_drop"] = (-change, (-high, -low))  # a change of -0.03 is a drop of 0.03
+    return out
+
+
 def run(test: AcceptanceTest, measurements: dict) -> list[dict]:
     """One result per check: ``{"check", "value", "interval", "passed", "clear"}``; ``clear`` is False when the
     interval reaches across the threshold (the verdict could flip on another sample of tickets)."""

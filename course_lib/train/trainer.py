@@ -173,8 +173,10 @@ def train_sft(
     own): prompt the tuned model the same way. ``replay``: general chat rows (``data.load_split("replay")``) mixed
     into the training rows as they are, with their own (default) system prompt: they keep the model answering
     general requests normally instead of in the task's format (forgetting; notebook 04 measures it).
-    ``lr=None``: 2e-4 for LoRA, 5e-5 for full fine-tuning. (On GreenLeaf, 5e-4 gave +6 points of field
-    accuracy but cost 9 points on the regression set instead of 5: ``benchmarks/results/lr_trials.json``.)
+    ``lr=None``: ``DEFAULT_LR`` (2e-4 for LoRA, 5e-5 for full fine-tuning); notebook 04 passes the rate its recipe
+    was chosen with (``benchmarks/results/recipe_trials.json``). ``decision_weight`` > 1 counts the decision tokens
+    (before the reply) that many times in the training loss. ``reply_first=True`` trains on answers that write the
+    reply before the decisions (``reply_first_rows``), so each decision can use the reply just written.
     ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
     the free physical cores, see ``cpu_threads``).
     """

@@ -8,7 +8,7 @@ interval). Each trial records its exact command, the CPU (and whether it has bf1
     .venv/bin/python benchmarks/recipe_trials.py --steps 200 --lr 2e-4 --decision-weight 5 --seed 0
     .venv/bin/python benchmarks/recipe_trials.py --steps 200 --dtype fp32 ...   # the path of CPUs without bf16
 
-The base model's regression answers are computed once per dtype and cached in the course cache.
+The base model's regression answers are computed once per dtype and reused (``course_lib.runcache``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from course_lib import baselines, data, evaluate, greenleaf, models, paths, stats, train  # noqa: E402
+from course_lib import baselines, data, evaluate, models, stats, train  # noqa: E402
 
 
 def machine() -> dict:
@@ -38,16 +38,6 @@ def machine() -> dict:
                  if line.startswith("model name")), "unknown")
     return {"cpu": name, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
             "avx2": "avx2" in flags, "threads": torch.get_num_threads()}
-
-
-def base_regression(model, tok, rows, dtype: str) -> dict:
-    cache = paths.cache_dir() / "results" / f"base_regression_{dtype}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    result = evaluate.score_regression(model, tok, rows)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(result))
-    return result
 
 
 def main() -> None:
@@ -81,17 +71,13 @@ def main() -> None:
         model = model.float()
     dtype = "fp32" if model.dtype == torch.float32 else "bf16"
     heldout, regression = data.load_split("heldout"), data.load_split("regression")
-    base_reg = base_regression(model, tok, regression, dtype)
+    base_reg = evaluate.score_regression(model, tok, regression, reuse=True)  # the base model, scored once
 
-    train_rows = data.load_split("train")
-    if args.reply_first:
-        train_rows = [{**row, "messages": row["messages"][:-1] + [{"role": "assistant", "content":
-                       greenleaf.reply_first(row["messages"][-1]["content"])}]} for row in train_rows]
     start = time.perf_counter()
-    run = train.train_sft(model, train_rows, None, steps=args.steps, lr=args.lr, tokenizer=tok,
+    run = train.train_sft(model, data.load_split("train"), None, steps=args.steps, lr=args.lr, tokenizer=tok,
                           lora_r=args.r, lora_alpha=args.alpha or 2 * args.r, preset=preset, threads=threads,
                           progress=False, replay=data.load_split("replay") * args.replay_copies, seed=args.seed,
-                          decision_weight=args.decision_weight)
+                          decision_weight=args.decision_weight, reply_first=args.reply_first)
     train_seconds = time.perf_counter() - start
     if args.dtype == "fp32":
         run.model.float()

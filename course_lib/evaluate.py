@@ -169,12 +169,8 @@ def score_task(
                                batch_size=batch_size, progress=progress, stop_after_json=True)
 
     if reuse:
-        parts = {"weights": runcache.weights_fingerprint(model), "dtype": str(model.dtype),
-                 "prompts": [conversations[i] for i in order], "max_new_tokens": budget, "batch_size": batch_size}
-        answers, path, reused = runcache.cached("task-answers", parts, answer)
-        if reused:
-            print(f"(answers of these weights to these {len(rows)} prompts reused from {path.name}: delete it to "
-                  "generate them again)")
+        answers = runcache.model_answers("task-answers", model, [conversations[i] for i in order],
+                                         {"max_new_tokens": budget, "batch_size": batch_size}, answer)
     else:
         answers = answer()
     predictions = [""] * len(rows)
@@ -229,11 +225,8 @@ def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 3
                                progress=progress)
 
     if reuse:
-        parts = {"weights": runcache.weights_fingerprint(model), "dtype": str(model.dtype), "prompts": prompts,
-                 "max_new_tokens": max_new_tokens, "batch_size": batch_size}
-        outputs, path, reused = runcache.cached("regression-answers", parts, answer)
-        if reused:
-            print(f"(regression answers of these weights reused from {path.name}: delete it to generate them again)")
+        outputs = runcache.model_answers("regression-answers", model, prompts,
+                                         {"max_new_tokens": max_new_tokens, "batch_size": batch_size}, answer)
     else:
         outputs = answer()
     items = []

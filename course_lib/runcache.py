@@ -51,3 +51,14 @@ def cached(kind: str, parts: dict[str, Any], compute: Callable[[], Any], folder:
     tmp.write_text(json.dumps({"kind": kind, "parts": parts, "result": result}), encoding="utf-8")
     tmp.replace(path)
     return result, path, False
+
+
+def model_answers(kind: str, model, prompts: list, settings: dict[str, Any], compute: Callable[[], list[str]]) -> list[str]:
+    """``compute()``'s answers of ``model`` to ``prompts``, or the stored ones if these exact weights (fingerprint and
+    dtype) already answered these exact prompts with these ``settings``; says so when it reuses them."""
+    parts = {"weights": weights_fingerprint(model), "dtype": str(model.dtype), "prompts": prompts, **settings}
+    answers, path, reused = cached(kind, parts, compute)
+    if reused:
+        print(f"({kind} of these weights to these {len(prompts)} prompts reused from {path.name}: delete it to "
+              "generate them again)")
+    return answers

@@ -58,7 +58,8 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    threads, _ = train.cpu_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = train.cpu_threads(args.threads)[0] if device == "cpu" else torch.get_num_threads()
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     folder = models.prepare_embedded()
@@ -67,8 +68,9 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=13, dtype=torch.float32)
     model.config.pad_token_id = tok.pad_token_id
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="SEQ_CLS"))
+    model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    bf16 = models.cpu_has_native_bf16()
+    bf16 = device == "cuda" or models.cpu_has_native_bf16()
 
     train_rows, heldout = data.load_split("train"), data.load_split("heldout")
     texts, labels = encode(tok, train_rows), label_ids(train_rows)
@@ -83,10 +85,10 @@ def main() -> None:
         if len(order) < args.batch_size:
             order += random.sample(range(len(texts)), len(texts))
         batch, order = order[: args.batch_size], order[args.batch_size:]
-        enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**enc).logits.float()
-        y = labels[batch]
+        y = labels[batch].to(device)
         loss = sum(torch.nn.functional.cross_entropy(logits[:, a:b], y[:, k])
                    for k, (a, b) in enumerate(SLICES.values()))
         loss.backward()
@@ -105,18 +107,19 @@ def main() -> None:
     t0 = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(held_texts), 32):
-            enc = tok(held_texts[i:i + 32], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            enc = tok(held_texts[i:i + 32], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**enc).logits.float()
             for row in logits:
                 predictions.append({f: baselines.LABELS[f][int(row[a:b].argmax())] for f, (a, b) in SLICES.items()})
     eval_seconds = time.perf_counter() - t0
     table = baselines.field_table(baselines.as_answers(predictions), heldout)
     trial = {
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python" if device == "cpu" else "python", *sys.argv]),
         "tag": "classification head (LoRA r16 + linear head, ticket only, no reply)", "steps": args.steps,
         "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "trainable_params": trainable,
-        "machine": {"threads": threads, "bf16_autocast": bf16},
+        "machine": {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": threads,
+                    "bf16_autocast": bf16},
         "seconds": {"train": round(seconds, 1), "eval_heldout": round(eval_seconds, 1)},
         "loss_first_last": [losses[0], sum(losses[-10:]) / len(losses[-10:])],
         "field_accuracy": {f: table[f]["accuracy"] for f in table},

@@ -113,6 +113,22 @@ def tfidf(train_rows: Sequence[Row], rows: Sequence[Row], seed: int = 0, tune: b
     return as_answers([{f: columns[f][i] for f in FIELDS} for i in range(len(texts))])
 
 
+def nearest_answers(train_rows: Sequence[Row], rows: Sequence[Row]) -> list[str]:
+    """Answer each row with the whole answer (decisions and reply) of its most similar training ticket: TF-IDF
+    vectors of word 1–2-grams, cosine similarity (scikit-learn). The strongest simple baseline for the *reply*:
+    copying what the team wrote for the nearest ticket, with no model at all."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    if not train_rows:
+        raise ValueError("nearest_answers() needs training rows to copy answers from.")
+    train_texts = tickets(train_rows)
+    vectorizer = TfidfVectorizer(analyzer="word", ngram_range=(1, 2)).fit(train_texts)
+    similarity = cosine_similarity(vectorizer.transform(tickets(rows)), vectorizer.transform(train_texts))
+    answers = [_message(row, "assistant", i) for i, row in enumerate(train_rows)]
+    return [answers[int(best)] for best in similarity.argmax(axis=1)]
+
+
 def field_table(predictions: Sequence[str], rows: Sequence[Row], n_resamples: int = stats.DEFAULT_RESAMPLES,
                 seed: int = stats.DEFAULT_SEED) -> dict[str, dict]:
     """Per field (and ``"mean"`` of the three): accuracy, 95% bootstrap interval and the per-row right/wrong list.

@@ -244,3 +244,15 @@ def test_field_table_names_the_row_whose_target_is_not_triage_json(content):
     rows[1]["messages"][-1]["content"] = content
     with pytest.raises(ValueError, match=r"Row 1 \(id 'r1'\): the assistant message is not triage JSON"):
         baselines.field_table(["{}", "{}"], rows)
+
+
+def test_nearest_answers_copies_the_most_similar_training_answer():
+    train = [_row(0, "my fern leaves are brown and crispy", "plant_health", "low", False),
+             _row(1, "parcel tracking says delivered but nothing arrived", "shipping", "medium", True),
+             _row(2, "charged twice for one order", "billing", "high", True)]
+    rows = [_row(9, "the tracking says delivered, parcel never arrived", "shipping", "low", False),
+            _row(8, "why are the fern leaves brown", "plant_health", "low", False)]
+    answers = baselines.nearest_answers(train, rows)
+    assert answers == [train[1]["messages"][-1]["content"], train[0]["messages"][-1]["content"]]
+    with pytest.raises(ValueError, match="needs training rows"):
+        baselines.nearest_answers([], rows)

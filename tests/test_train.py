@@ -314,3 +314,23 @@ def test_cpu_threads_leave_busy_cores_alone(monkeypatch):
         assert train.cpu_threads(1) == (1, "asked for")
     finally:
         torch.set_num_threads(before)
+
+
+def test_find_adapter_returns_the_newest_for_this_base_only(tmp_path):
+    import json
+    import os
+
+    def save(run: str, base: str, mtime: int):
+        folder = tmp_path / run / "adapter"
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
+        os.utime(folder, (mtime, mtime))
+        return folder
+
+    old = save("lora-1", "/cache/tiny-llama", 1_000)
+    new = save("lora-2", "/cache/tiny-llama", 2_000)
+    save("lora-3", "/cache/smollm2-135m-instruct", 3_000)
+    (tmp_path / "lora-4" / "adapter").mkdir(parents=True)  # a folder without a config is skipped
+    assert train.find_adapter("/cache/tiny-llama", tmp_path) == new != old
+    assert train.find_adapter("/cache/other", tmp_path) is None
+    assert train.find_adapter("/cache/tiny-llama", tmp_path / "missing") is None

@@ -20,7 +20,7 @@ re-exported here: ``from course_lib import train``.
 """
 
 from course_lib import data, models
-from course_lib.train.adapters import human_size, load_adapter, save_adapter, size_on_disk
+from course_lib.train.adapters import find_adapter, human_size, load_adapter, save_adapter, size_on_disk
 from course_lib.train.presets import (DEFAULT_LR, PRESETS, Preset, TrainSetupError, _check_method, choose_preset,
                                       cpu_threads)
 from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, reply_first_rows,
@@ -45,7 +45,7 @@ __all__ = [
     # watch
     "plot_history", "plot_comparison", "LiveLossPlot",
     # adapters
-    "save_adapter", "load_adapter", "size_on_disk", "human_size",
+    "save_adapter", "load_adapter", "find_adapter", "size_on_disk", "human_size",
 ]
 # Private helpers re-exported for callers that reach into them (benchmarks/cpu_lesson.py, tests):
 # _check_method, _cut_after_answer, _weighted_trainer_class, _answer_tokens_per_example, _loss_points.

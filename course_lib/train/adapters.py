@@ -31,6 +31,26 @@ def load_adapter(base: PreTrainedModel, path: str | Path):
     return PeftModel.from_pretrained(base, str(path), autocast_adapter_dtype=False).to(base.dtype).eval()
 
 
+def find_adapter(base_name_or_path: str, runs_dir: str | Path | None = None) -> Path | None:
+    """The newest adapter saved under the course cache's ``runs/*/adapter`` (as notebook 04 saves them) that was
+    trained on ``base_name_or_path`` (its ``adapter_config.json`` names the base), or ``None``: an adapter only fits
+    the model it was trained on, so one from the other profile's model is never returned."""
+    import json
+
+    from course_lib.paths import cache_dir
+
+    root = Path(runs_dir) if runs_dir is not None else cache_dir() / "runs"
+    found = []
+    for config in root.glob("*/adapter/adapter_config.json"):
+        try:
+            base = json.loads(config.read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            continue
+        if base == str(base_name_or_path):
+            found.append(config.parent)
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def size_on_disk(path: str | Path) -> int:
     """Bytes taken by a file or by every file under a folder."""
     path = Path(path)

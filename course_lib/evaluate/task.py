@@ -1,31 +1,18 @@
-"""Evaluation: how well a model does the GreenLeaf task, and whether it kept its general skills.
-
-Task metrics score an answer against the target JSON (``task_metrics``); ``score_task`` generates the answers
-(zero-shot or few-shot) and scores them; ``score_regression`` runs the general-skills regression set, the check
-that a fine-tune did not make the model worse at everything else.
+"""Task metrics: how well a model does the GreenLeaf task. ``task_metrics`` scores answers against the target JSON;
+``score_task`` generates the answers (zero-shot or few-shot, batched, stopping once the JSON closes) and scores
+them; ``few_shot_messages`` and ``pick_examples`` build the prompts.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 import jsonschema
 
 from course_lib import greenleaf
-from course_lib.regression_rules import REGRESSION_CHECKS, check_regression_answer  # re-exported: the one rule
 
 SCORED_FIELDS = ("category", "priority", "needs_human")  # fields with one right answer; the reply is free text
-# Bars of plot_task_scores, in order: (metric key, label).
-PLOT_METRICS = (
-    ("json_valid", "JSON parses"),
-    ("schema_valid", "schema valid"),
-    ("category", "category"),
-    ("priority", "priority"),
-    ("needs_human", "needs_human"),
-    ("sign_off", "sign-off"),
-)
 _VALIDATOR = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
 _PLACEHOLDER = re.compile(r"<[A-Z_]{3,}>")  # redaction placeholders: <EMAIL>, <PHONE>, ...
 
@@ -185,107 +172,3 @@ def _system(row: dict) -> str:
         return _turn(row, "system")
     except ValueError:
         return greenleaf.SYSTEM_PROMPT
-
-
-# ------------------------------------------------------------------------------------------ regression set
-
-
-# check_regression_answer(output, answer, check): the scoring rule, from course_lib.regression_rules (stdlib only,
-# so data/generate_greenleaf.py uses the very same rule); its docstring states the rule.
-
-
-def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 8,
-                     progress: bool = False, reuse: bool = False) -> dict:
-    """Run the general-skills regression set (rows ``{"id", "skill", "prompt", "answer", "check"}``): each prompt
-    goes alone as a user message (no system prompt), each answer is scored by ``check_regression_answer``. Returns
-    ``{"accuracy", "interval": [low, high], "per_skill": {skill: accuracy}, "items": [{"id", "skill", "prompt",
-    "answer", "output", "correct"}]}``. ``interval`` is the 95% bootstrap interval of the accuracy
-    (``stats.bootstrap_ci`` over the items' right/wrong, 1000 resamples, seed 0): on the 85-item set one item is
-    1.2 points, so compare two runs with their intervals (or ``stats.paired_bootstrap_diff`` on their items), not
-    by their accuracies alone. ``reuse=True``: take stored answers of these exact weights to these prompts if there
-    are any (``course_lib.runcache``; e.g. the base model, scored once)."""
-    from course_lib import models, runcache, stats
-
-    if not rows:
-        raise ValueError("No regression rows to score.")
-    for i, row in enumerate(rows):
-        missing = {"id", "skill", "prompt", "answer", "check"} - set(row)
-        if missing:
-            raise ValueError(f"Regression row {i} ({row.get('id', '?')!r}) lacks field(s) {sorted(missing)}.")
-        if row["check"] not in REGRESSION_CHECKS:
-            raise ValueError(f"Regression row {row['id']!r}: check {row['check']!r} is not one of {REGRESSION_CHECKS}.")
-        try:  # before generating: a 'number' answer must be one number
-            check_regression_answer("", row["answer"], row["check"])
-        except ValueError as err:
-            raise ValueError(f"Regression row {row['id']!r}: {err}") from err
-    prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
-
-    def answer() -> list[str]:
-        return models.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               progress=progress)
-
-    if reuse:
-        outputs = runcache.model_answers("regression-answers", model, prompts,
-                                         {"max_new_tokens": max_new_tokens, "batch_size": batch_size}, answer)
-    else:
-        outputs = answer()
-    items = []
-    for row, output in zip(rows, outputs):
-        correct = check_regression_answer(output, row["answer"], row["check"])
-        items.append({"id": row["id"], "skill": row["skill"], "prompt": row["prompt"], "answer": row["answer"],
-                      "output": output, "correct": correct})
-    per_skill: dict[str, list[bool]] = {}
-    for item in items:
-        per_skill.setdefault(item["skill"], []).append(item["correct"])
-    low, high = stats.bootstrap_ci([item["correct"] for item in items])
-    return {
-        "accuracy": sum(i["correct"] for i in items) / len(items),
-        "interval": [low, high],
-        "per_skill": {skill: sum(v) / len(v) for skill, v in sorted(per_skill.items())},
-        "items": items,
-    }
-
-
-# ------------------------------------------------------------------------------------------------- plots
-
-
-def _flat(metrics: dict) -> dict[str, float]:
-    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    flat.update(metrics.get("field_accuracy", {}))
-    return flat
-
-
-def plot_task_scores(named_metrics: dict[str, dict]):
-    """Grouped bars, one group per metric (JSON parses, schema valid, each field's accuracy, sign-off) and one
-    bar per named run (e.g. ``{"zero-shot": m0, "3-shot": m3}``, ``task_metrics`` dicts). Returns the Figure."""
-    from course_lib.plots import grouped_bars
-
-    if not named_metrics:
-        raise ValueError("Nothing to plot: pass {run name: task_metrics(...)}.")
-    series = {run: [_flat(m).get(key, 0.0) for key, _ in PLOT_METRICS] for run, m in named_metrics.items()}
-    fig, ax = grouped_bars([label for _, label in PLOT_METRICS], series, value_labels=True)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("fraction of held-out tickets")
-    ax.set_title("GreenLeaf task scores")
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_regression(named_results: dict[str, dict]):
-    """Grouped horizontal bars: accuracy per skill of the regression set, one bar per named run (e.g.
-    ``{"base": score_regression(...), "LoRA": score_regression(...)}``), overall accuracy in the legend."""
-    from course_lib.plots import grouped_bars
-
-    if not named_results:
-        raise ValueError("Nothing to plot: pass {run name: score_regression(...)}.")
-    skills = sorted({s for r in named_results.values() for s in r["per_skill"]})
-    series = {f"{run} (overall {r['accuracy']:.2f})": [r["per_skill"].get(s, 0.0) for s in skills]
-              for run, r in named_results.items()}
-    fig, ax = grouped_bars(skills, series, horizontal=True)
-    ax.set_xlim(0, 1.05)
-    ax.set_xlabel("fraction answered correctly")
-    ax.set_title("General skills (regression set): what tuning cost elsewhere")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig

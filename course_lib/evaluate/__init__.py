@@ -1,0 +1,30 @@
+"""Evaluation: quality, cost and safety of a model on the GreenLeaf task, one module per idea.
+
+- ``task``: task metrics (JSON validity, schema, field accuracy, sign-off), prompts, ``score_task``.
+- ``regression``: the general-skills regression set (``score_regression``): what a fine-tune cost elsewhere.
+- ``perplexity``: perplexity over answer tokens only, and the padding-counting mistake for contrast.
+- ``text``: exact match of the whole answer, ROUGE-L of the reply (``rouge-score``).
+- ``multiple_choice``: a multiple-choice benchmark scored by log-likelihood, and the letter-parsing shortcut.
+- ``safety``: safety probes (escalations, data requests, harmful requests, injections), a rule per kind.
+- ``cost``: training cost against per-request cost, and the break-even volume.
+- ``plots``: figures of the above.
+
+Everything is re-exported here, so ``evaluate.score_task`` and friends work as before the split.
+"""
+
+from course_lib.evaluate import cost, safety  # evaluate.cost.break_even, ...: its names stay in their module
+from course_lib.evaluate.multiple_choice import (check_items, letter_accuracy, letter_in_response, load_items,
+                                                 option_logprobs, score_multiple_choice)
+from course_lib.evaluate.perplexity import answer_perplexity, naive_perplexity, token_losses
+from course_lib.evaluate.plots import PLOT_METRICS, plot_regression, plot_task_scores
+from course_lib.evaluate.regression import REGRESSION_CHECKS, check_regression_answer, score_regression
+from course_lib.evaluate.text import exact_match, reply_rouge_l
+from course_lib.evaluate.task import (SCORED_FIELDS, TaskScore, few_shot_messages, pick_examples, score_answer,
+                                      score_task, task_metrics)
+
+__all__ = [
+    "PLOT_METRICS", "REGRESSION_CHECKS", "SCORED_FIELDS", "TaskScore", "answer_perplexity", "check_items",
+    "check_regression_answer", "exact_match", "few_shot_messages", "letter_accuracy", "letter_in_response", "load_items", "naive_perplexity",
+    "option_logprobs", "pick_examples", "plot_regression", "plot_task_scores", "reply_rouge_l", "score_answer", "score_multiple_choice",
+    "score_regression", "score_task", "task_metrics", "token_losses",
+]

@@ -60,6 +60,14 @@ def greenleaf_test(strongest: dict[str, float], n_heldout: int, target_mean: flo
     return AcceptanceTest(f"the {n_heldout} held-out tickets and the regression set", checks)
 
 
+def saved_test_path(profile: str) -> Path:
+    """Where notebook 01 saves its test and notebook 04 reads it: one file per profile (``fast`` and ``full`` test
+    different numbers of tickets against different baselines, so one must never stand in for the other)."""
+    from course_lib.paths import cache_dir
+
+    return cache_dir() / "notes" / f"01_test-{profile}.json"
+
+
 def save(test: AcceptanceTest, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

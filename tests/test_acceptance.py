@@ -176,3 +176,9 @@ def test_format_results_exact_text():
     ]
     passing = acceptance.format_results(acceptance.run(AcceptanceTest("t", SMALL.checks[:1]), MEASURED))
     assert passing.splitlines()[-1] == "1 of 1 lines pass: the test passes."
+
+
+def test_saved_test_path_is_per_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    assert acceptance.saved_test_path("fast") == tmp_path / "notes" / "01_test-fast.json"
+    assert acceptance.saved_test_path("full") == tmp_path / "notes" / "01_test-full.json"

@@ -56,8 +56,8 @@ def test_padding_changes_the_naive_perplexity_and_not_ours(tiny_model):
     longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     tight, padded = evaluate.naive_perplexity(model, tok, texts), evaluate.naive_perplexity(model, tok, texts, longest + 40)
     # same model, same texts: the number moved because of padding (on this random-weight model a pad token is as
-    # hard to predict as any other, so it moves little; on a trained model pads after pads are nearly free, and it
-    # falls a lot: notebook 06 shows that on the real model)
+    # hard to predict as any other, so it moves little; the real model never learned to predict pads, so each pad
+    # adds a large loss and it climbs steeply: notebook 06 shows that)
     assert abs(padded - tight) / tight > 1e-3
 
 

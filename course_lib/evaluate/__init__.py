@@ -15,7 +15,7 @@ Everything is re-exported here, so ``evaluate.score_task`` and friends work as b
 from course_lib.evaluate import cost, safety  # evaluate.cost.break_even, ...: its names stay in their module
 from course_lib.evaluate.multiple_choice import (check_items, letter_accuracy, letter_in_response, load_items,
                                                  option_logprobs, score_multiple_choice)
-from course_lib.evaluate.perplexity import answer_perplexity, naive_perplexity, token_losses
+from course_lib.evaluate.perplexity import answer_perplexity, naive_perplexity, pad_batch, token_losses
 from course_lib.evaluate.plots import PLOT_METRICS, plot_regression, plot_task_scores
 from course_lib.evaluate.regression import REGRESSION_CHECKS, check_regression_answer, score_regression
 from course_lib.evaluate.text import exact_match, reply_rouge_l
@@ -24,7 +24,8 @@ from course_lib.evaluate.task import (SCORED_FIELDS, TaskScore, few_shot_message
 
 __all__ = [
     "PLOT_METRICS", "REGRESSION_CHECKS", "SCORED_FIELDS", "TaskScore", "answer_perplexity", "check_items",
-    "check_regression_answer", "exact_match", "few_shot_messages", "letter_accuracy", "letter_in_response", "load_items", "naive_perplexity",
-    "option_logprobs", "pick_examples", "plot_regression", "plot_task_scores", "reply_rouge_l", "score_answer", "score_multiple_choice",
-    "score_regression", "score_task", "task_metrics", "token_losses",
+    "check_regression_answer", "exact_match", "few_shot_messages", "letter_accuracy", "letter_in_response",
+    "load_items", "naive_perplexity", "option_logprobs", "pad_batch", "pick_examples", "plot_regression",
+    "plot_task_scores", "reply_rouge_l", "score_answer", "score_multiple_choice", "score_regression", "score_task",
+    "task_metrics", "token_losses",
 ]

@@ -75,21 +75,15 @@ def option_logprobs(model, tokenizer, item: dict) -> list[tuple[float, int]]:
     """``[(sum of log-probabilities of the option's tokens, number of tokens)]`` for each option, given
     ``prompt_of(item)``. The prompt and the option are tokenised separately and joined, so every option is scored
     after exactly the same prompt tokens."""
-    import torch
-
-    from course_lib.evaluate.perplexity import token_losses
+    from course_lib.evaluate.perplexity import pad_batch, token_losses
 
     prompt = tokenizer(prompt_of(item), add_special_tokens=False)["input_ids"]
     rows = []
     for option in item["options"]:
         ids = tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]
-        rows.append((prompt + ids, [IGNORE_INDEX] * len(prompt) + ids))
-    width = max(len(ids) for ids, _ in rows)
+        rows.append({"input_ids": prompt + ids, "labels": [IGNORE_INDEX] * len(prompt) + ids})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in rows])
-    nll, counted = token_losses(model, input_ids, mask, labels)
+    nll, counted = token_losses(model, *pad_batch(rows, pad))
     return [(-float(nll[j].sum()), int(counted[j].sum())) for j in range(len(rows))]
 
 

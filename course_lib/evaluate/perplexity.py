@@ -24,7 +24,9 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
     return starts
 
 
-def _pad(encoded: list[dict], pad_id: int):
+def pad_batch(encoded: list[dict], pad_id: int):
+    """``(input_ids, attention_mask, labels)`` tensors for rows ``{"input_ids", "labels"}`` of different lengths:
+    padded on the right with ``pad_id``, mask 0 and label ``IGNORE_INDEX``, so padding is never scored."""
     import torch
 
     width = max(len(e["input_ids"]) for e in encoded)
@@ -68,7 +70,7 @@ def answer_perplexity(model, tokenizer, rows: Sequence[dict], batch_size: int = 
     per_row, total_nll, total_tokens = [], 0.0, 0
     for start in _batches(len(encoded), batch_size, progress, "perplexity"):
         chunk = encoded[start:start + batch_size]
-        nll, counted = token_losses(model, *_pad(chunk, tokenizer.pad_token_id))
+        nll, counted = token_losses(model, *pad_batch(chunk, tokenizer.pad_token_id))
         for j in range(len(chunk)):
             n = int(counted[j].sum())
             s = float(nll[j].sum())
@@ -83,7 +85,7 @@ def answer_perplexity(model, tokenizer, rows: Sequence[dict], batch_size: int = 
 def naive_perplexity(model, tokenizer, texts: Sequence[str], pad_to: int | None = None) -> float:
     """The mistake, for contrast: tokenise whole conversations padded to one length (``pad_to``, default: the
     longest), set labels = input ids and take ``exp`` of the mean loss over EVERY position: the prompt, which the
-    model never has to write, and the padding, which it learns to predict after the end, both count. Adding padding
+    model never has to write, and the padding, a token it was never trained to predict, both count. Adding padding
     changes the result, so it measures the batch as much as the model."""
     import torch
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from course_lib import data, evaluate
 from course_lib.paths import DATA_DIR
 
@@ -47,3 +49,14 @@ def test_safety_probes_have_what_their_kind_is_scored_on():
         assert p["ticket"].strip() and p["note"].strip()
         for phrase in p["expect"].get("forbidden_in_reply", []):
             assert phrase == phrase.lower() and phrase.strip(), p["id"]
+
+
+def test_read_json_lines_names_the_bad_line(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": 2}\n{oops\n', encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"set.jsonl:4: not JSON"):
+        data.read_json_lines(path)
+    path.write_text('{"a": 1}\n\n{"b": 2}\n', encoding="utf-8")
+    assert data.read_json_lines(path) == [(1, {"a": 1}), (3, {"b": 2})]
+    with pytest.raises(data.DataError, match="is missing: it ships with the course"):
+        data.read_json_lines(tmp_path / "none.jsonl")

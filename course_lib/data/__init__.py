@@ -32,7 +32,7 @@ from course_lib.data.labels import (IGNORE_INDEX, LOSS_PARTS, SequenceTooLongErr
                                     label_html, label_table, learned_text, loss_by_part, naive_labels, token_parts,
                                     tokenize_sft)
 from course_lib.data.loading import (GREENLEAF_DIR, MAX_DEPTH, MAX_LINE_BYTES, LoadResult, RowError,
-                                     check_role_order, check_target, load_jsonl, save_jsonl)
+                                     check_role_order, check_target, load_jsonl, read_json_lines, save_jsonl)
 from course_lib.data.pii import (ADDRESS_PATTERNS, PERSON_PATTERNS, PHONE_PATTERNS, PII_TYPES, PiiReport, PiiSpan,
                                  RedactionRecord, detect_pii, pii_analyzer, pii_errors, redact, redact_rows,
                                  score_pii)
@@ -49,7 +49,7 @@ __all__ = [
     "to_prompt_completion", "render_chat",
     # loading
     "GREENLEAF_DIR", "MAX_LINE_BYTES", "MAX_DEPTH", "RowError", "LoadResult", "check_role_order", "check_target",
-    "load_jsonl", "save_jsonl",
+    "load_jsonl", "read_json_lines", "save_jsonl",
     # quality
     "QualityReport", "quality_report", "plot_quality",
     # pii

@@ -352,6 +352,23 @@ def load_jsonl(path: str | Path, fmt: str = "chat", check_target: bool = False,
     return LoadResult(path, fmt, rows, lines, errors, n_lines)
 
 
+def read_json_lines(path: str | Path) -> list[tuple[int, Any]]:
+    """``(line number, value)`` for every non-blank line of a small JSONL file the course ships (the regression
+    set, the evaluation sets): a missing file, or a line that is not JSON, raises ``DataError`` naming the file
+    and line. Files a learner brings go through ``load_jsonl``, which checks each row and reports every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: it ships with the course (git checkout it).")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((n, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{n}: not JSON ({err.msg}).") from err
+    return out
+
+
 def save_jsonl(rows: Iterable[Row], path: str | Path, overwrite: bool = False) -> Path:
     """Write rows as UTF-8 JSONL. Refuses to replace an existing file unless ``overwrite=True``, and never
     writes over a file that ``load_jsonl`` read (your input stays as it was)."""

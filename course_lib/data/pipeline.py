@@ -10,7 +10,7 @@ from typing import Any
 
 from course_lib.data.dedup import DedupReport, drop_duplicates
 from course_lib.data.formats import DataError, Row
-from course_lib.data.loading import GREENLEAF_DIR, LoadResult, _write_jsonl, load_jsonl
+from course_lib.data.loading import GREENLEAF_DIR, LoadResult, _write_jsonl, load_jsonl, read_json_lines
 from course_lib.data.pii import PiiReport, redact_rows
 from course_lib.data.split import ContaminationReport, contamination, split_by_group
 
@@ -136,9 +136,7 @@ def load_split(name: str) -> list[Row]:
         raise DataError(f"Unknown split {name!r}; use one of {SPLIT_NAMES}.")
     path = GREENLEAF_DIR / f"{name}.jsonl"
     if name == "regression":
-        if not path.is_file():
-            raise DataError(f"{path} is missing: the GreenLeaf data ships with the course (data/greenleaf/).")
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [row for _, row in read_json_lines(path)]
     result = load_jsonl(path, fmt="preference" if name == "preferences" else "chat",
                         check_target=name in ("train", "heldout"))
     if result.errors:

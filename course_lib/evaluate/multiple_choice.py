@@ -9,12 +9,11 @@ when none is found (``letter_in_response``), gives credit for outputs that answe
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Sequence
 
-from course_lib.data import IGNORE_INDEX
+from course_lib.data import IGNORE_INDEX, read_json_lines
 from course_lib.paths import DATA_DIR
 
 LETTERS = "ABCD"
@@ -24,13 +23,7 @@ BENCHMARK_FILE = DATA_DIR / "eval" / "mc_benchmark.jsonl"
 def load_items(path: str | Path = BENCHMARK_FILE) -> list[dict]:
     """The benchmark's items (default: the course's 64, ``data/eval/mc_benchmark.jsonl``), checked by
     ``check_items``; a line that is not JSON is reported with its line number."""
-    items = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not JSON ({err.msg}).") from err
+    items = [item for _, item in read_json_lines(path)]
     check_items(items)
     return items
 

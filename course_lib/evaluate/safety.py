@@ -14,11 +14,11 @@ String rules are crude (a refusal that quotes the ticket can trip one): read the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from course_lib import greenleaf
+from course_lib.data import read_json_lines
 from course_lib.paths import DATA_DIR
 
 PROBES_FILE = DATA_DIR / "eval" / "safety_probes.jsonl"
@@ -28,10 +28,7 @@ KINDS = ("escalation", "pii_request", "harmful", "injection")
 def load_probes(path: str | Path = PROBES_FILE) -> list[dict]:
     """The probe rows, checked: each has an id, a known ``kind``, a ticket and an ``expect`` dict."""
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for n, row in read_json_lines(path):
         missing = {"id", "kind", "ticket", "expect"} - set(row)
         if missing or row["kind"] not in KINDS:
             raise ValueError(f"{path}:{n}: a probe needs id, kind (one of {KINDS}), ticket and expect; "

@@ -40,6 +40,9 @@ from transformers import TrainerCallback  # noqa: E402
 
 from course_lib import acceptance, baselines, data, evaluate, models, profile, stats, train  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from machine import machine  # noqa: E402
+
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "course-lib")
 EVAL_DURING_TRAINING = 32  # held-out rows whose loss is tracked while training (as in the notebook)
 
@@ -52,27 +55,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-def _machine() -> dict:
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    except ImportError:
-        physical = None
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    return {"cpu": cpu, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags,
-            "logical_cpus": os.cpu_count(), "physical_cores": physical, "platform": platform.platform(),
-            "load_average_1m_at_start": os.getloadavg()[0]}
 
 
 def _task(metrics: dict) -> dict:
@@ -116,7 +98,7 @@ def measure_recipe(model, tok, rows, preset, system_prompt, steps: int, label: s
     return result
 
 
-def seeds_summary(args, steps: int, lr: float, tables: dict, machine: dict) -> str:
+def seeds_summary(args, steps: int, lr: float, tables: dict) -> str:
     """This run (seed ``args.seed``) and the trials of the same recipe with other seeds in ``args.trials``: each
     field's mean over the seeds against the TF-IDF baseline, and the regression change per seed."""
     rows = [(args.seed, {f: tables["LoRA"][f]["accuracy"] for f in (*baselines.FIELDS, "mean")}, None)]
@@ -166,7 +148,7 @@ def main() -> None:
     threads, why = train.cpu_threads(args.threads)
     print(f"{threads} thread(s): {why}", flush=True)
     report: dict = {"command": " ".join(shlex.quote(a) for a in sys.argv), "profile": PROFILE.name,
-                    "machine": {**_machine(), "threads": threads}, "versions": _versions(), "wall_seconds": {}}
+                    "machine": {**machine(), "threads": threads}, "versions": _versions(), "wall_seconds": {}}
     wall = report["wall_seconds"]
     t_all = time.perf_counter()
 
@@ -234,7 +216,7 @@ def main() -> None:
     report["acceptance"] = {"test": test.to_markdown(), "printed": printed,
                             "passed": [r["check"].metric for r in results if r["passed"]],
                             "failed": [r["check"].metric for r in results if not r["passed"]],
-                            "seeds_summary": seeds_summary(args, steps, lr, tables, report["machine"])}
+                            "seeds_summary": seeds_summary(args, steps, lr, tables)}
     print(report["acceptance"]["seeds_summary"], flush=True)
     report["regression"] = {"base": base_reg["accuracy"], "lora": lora_reg["accuracy"],
                             "change": change, "change_interval": [low, high],

@@ -27,7 +27,7 @@ from course_lib import data, evaluate, models, train  # noqa: E402
 from course_lib.evaluate import safety  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from recipe_trials import machine  # noqa: E402
+from machine import machine  # noqa: E402
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
     seconds["total"] = sum(seconds.values())
     record = {
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
-        "machine": machine(), "threads": threads, "batch_size": args.batch_size, "adapter": adapter.name,
+        "machine": {**machine(), "threads": threads}, "batch_size": args.batch_size, "adapter": adapter.name,
         "rows": {"heldout": len(heldout), "regression": len(regression), "safety": len(probes)},
         "seconds": {k: round(v, 1) for k, v in seconds.items()}, "target_seconds": 180,
         "meets_target": seconds["total"] <= 180, "scores": scores,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -39,23 +38,15 @@ import torch  # noqa: E402
 
 from course_lib import baselines, data, evaluate, greenleaf, models, stats, train  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from machine import machine  # noqa: E402
+
 DEFAULTS = {"steps": 200, "lr": None, "r": 16, "alpha": None, "replay": 1, "reply_first": False, "oversample": 1,
             "batch": None, "seed": 0, "decision_weight": 1.0}
+# how a --trial value is read, per option ("reply_first=1" is True)
+PARSERS = {"steps": int, "lr": float, "r": int, "alpha": int, "replay": int, "reply_first": lambda v: bool(int(v)),
+           "oversample": int, "batch": int, "seed": int, "decision_weight": float}
 RARE_PRIORITIES = ("high", "urgent")
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        return info
-    text = Path("/proc/cpuinfo").read_text()
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    info["cpu"] = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                       "unknown")
-    info.update({"avx512_bf16": "avx512_bf16" in flags.split(), "amx_bf16": "amx_bf16" in flags.split(),
-                 "avx2": "avx2" in flags.split()})
-    return info
 
 
 def parse_trial(spec: str, base: dict) -> dict:
@@ -65,8 +56,7 @@ def parse_trial(spec: str, base: dict) -> dict:
         key, _, value = part.partition("=")
         if key not in DEFAULTS:
             raise SystemExit(f"--trial: unknown option {key!r} (known: {sorted(DEFAULTS)})")
-        kind = type(DEFAULTS[key]) if DEFAULTS[key] is not None else float
-        options[key] = bool(int(value)) if kind is bool else kind(value) if key not in ("batch", "alpha") else int(value)
+        options[key] = PARSERS[key](value)
     return options
 
 
@@ -117,18 +107,13 @@ def run_trial(model, tok, preset, options: dict, base_reg: dict, threads: int, c
            + (f", batch {preset.batch_size}" if options["batch"] else "")
            + (", fp32" if dtype == "fp32" else "") + (", GPU" if torch.cuda.is_available() else "")
            + f", seed {options['seed']}")
-    per_label = {}
-    for f in ("priority", "needs_human"):
-        labels, matrix = baselines.confusion(task.predictions, heldout, f)
-        per_label[f] = {str(label): [row[i], sum(row)] for i, (label, row) in enumerate(zip(labels, matrix))
-                        if i < len(row) and str(label) != "invalid"}
     return {
         "command": command, "tag": tag, "steps": options["steps"], "lr": lr, "r": options["r"], "alpha": alpha,
         "decision_weight": options["decision_weight"], "replay_copies": options["replay"],
         "oversample_high_urgent": options["oversample"], "seed": options["seed"],
         "reply_first": options["reply_first"],
         "preset": {"dtype": preset.dtype, "batch_size": preset.batch_size, "padding_free": preset.padding_free},
-        "machine": machine(),
+        "machine": {**machine(), "threads": threads},
         "seconds": {"train": round(train_seconds, 1), "eval_heldout": round(eval_task_seconds, 1),
                     "eval_regression": round(eval_reg_seconds, 1)},
         "json_valid": task.metrics["json_valid"], "schema_valid": task.metrics["schema_valid"],
@@ -138,7 +123,6 @@ def run_trial(model, tok, preset, options: dict, base_reg: dict, threads: int, c
         "regression": {"base": base_reg["accuracy"], "tuned": reg["accuracy"], "change": diff,
                        "change_interval": [low, high]},
         "field_correct": {f: table[f]["correct"] for f in table},
-        "per_label_correct_of": per_label,
     }
 
 

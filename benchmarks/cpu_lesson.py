@@ -142,6 +142,8 @@ def main() -> None:
                         help="recipe trials of other seeds of the same recipe, summarised with this run")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu_lesson.json"))
     args = parser.parse_args()
+    if args.ratio_steps < 2:
+        parser.error(f"--ratio-steps {args.ratio_steps}: the first step is warm-up and not timed, so time at least 2.")
 
     PROFILE = profile.get_profile()
     steps = args.steps or PROFILE.train_steps

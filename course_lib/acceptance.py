@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from course_lib import stats
+from course_lib import greenleaf, stats
 
 OPS = (">=", ">", "<=")
-FIELDS = ("category", "priority", "needs_human")
+FIELDS = greenleaf.DECISION_FIELDS
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ CATEGORIES = (
 )
 PRIORITIES = ("low", "medium", "high", "urgent")
 FIELDS = ("category", "priority", "needs_human", "reply")
+DECISION_FIELDS = FIELDS[:3]  # the fields with one right answer; the reply is free text
 SIGN_OFF = "Happy growing!"  # every on-brand reply ends with this
 
 SYSTEM_PROMPT = (

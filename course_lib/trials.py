@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+from course_lib import greenleaf
 from course_lib.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-FIELDS = ("category", "priority", "needs_human")
+FIELDS = greenleaf.DECISION_FIELDS
 
 Trial = dict
 

@@ -12,7 +12,7 @@ import jsonschema
 
 from course_lib import greenleaf
 
-SCORED_FIELDS = ("category", "priority", "needs_human")  # fields with one right answer; the reply is free text
+SCORED_FIELDS = greenleaf.DECISION_FIELDS  # fields with one right answer; the reply is free text
 _VALIDATOR = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
 _PLACEHOLDER = re.compile(r"<[A-Z_]{3,}>")  # redaction placeholders: <EMAIL>, <PHONE>, ...
 

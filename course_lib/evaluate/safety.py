@@ -14,6 +14,7 @@ String rules are crude (a refusal that quotes the ticket can trip one): read the
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -42,10 +43,11 @@ def as_chat_rows(probes: Sequence[dict], system_prompt: str = greenleaf.SYSTEM_P
     return [[{"role": "system", "content": system_prompt}, {"role": "user", "content": p["ticket"]}] for p in probes]
 
 
-def _ticket_pii(ticket: str) -> set[str]:
+@lru_cache(maxsize=None)  # the same probes are checked for every model scored: detect each ticket's PII once
+def _ticket_pii(ticket: str) -> frozenset[str]:
     from course_lib.data import detect_pii
 
-    return {span.text.lower() for span in detect_pii(ticket) if len(span.text) > 2}
+    return frozenset(span.text.lower() for span in detect_pii(ticket) if len(span.text) > 2)
 
 
 def check_probe(probe: dict, output: str) -> dict:

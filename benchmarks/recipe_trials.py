@@ -121,7 +121,8 @@ def run_trial(model, tok, preset, options: dict, base_reg: dict, threads: int, c
         "field_interval": {f: table[f]["interval"] for f in table},
         "field_accuracy_mean": task.metrics["field_accuracy_mean"],
         "regression": {"base": base_reg["accuracy"], "tuned": reg["accuracy"], "change": diff,
-                       "change_interval": [low, high]},
+                       "change_interval": [low, high],  # right (1) / wrong (0) per item, regression.jsonl's order
+                       "base_correct": [int(c) for c in before], "tuned_correct": [int(c) for c in after]},
         "field_correct": {f: table[f]["correct"] for f in table},
     }
 

@@ -53,3 +53,72 @@ def plot_regression(named_results: dict[str, dict]):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def plot_drift(named_rows: dict[str, list[dict]]):
+    """Change in accuracy per skill (tuned minus base, points) with its 95% interval as an error bar, one marker
+    per named comparison (``{"course recipe": drift_by_skill(...), ...}``). Bars crossing 0 are noise."""
+    from course_lib.plots import new_figure
+
+    if not named_rows:
+        raise ValueError("Nothing to plot: pass {name: drift_by_skill(...)}.")
+    skills = [r["skill"] for r in next(iter(named_rows.values()))]
+    fig, (ax,) = new_figure(width=7.0)
+    step = 0.8 / len(named_rows)
+    for j, (name, rows) in enumerate(named_rows.items()):
+        by_skill = {r["skill"]: r for r in rows}
+        ys = [i + (j - (len(named_rows) - 1) / 2) * step for i in range(len(skills))]
+        xs = [100 * by_skill[s]["change"] for s in skills]
+        err = [[100 * (by_skill[s]["change"] - by_skill[s]["interval"][0]) for s in skills],
+               [100 * (by_skill[s]["interval"][1] - by_skill[s]["change"]) for s in skills]]
+        ax.errorbar(xs, ys, xerr=err, fmt="o", capsize=3, label=name)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(skills)), [f"{s} (n={r['n']})" for s, r in zip(skills, next(iter(named_rows.values())))],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("tuned minus base, points (95% paired interval)")
+    ax.set_title("Behaviour drift on the regression set: an interval crossing 0 is noise")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_memorisation(runs: list[dict], steps: int = 200):
+    """Two panels from ``benchmarks/memorisation.py`` records. Left: canaries whose secret a greedy probe gives
+    back whole, against how often each canary ticket was in the data (``steps``-step runs), per data and loss.
+    Right: training replies recited word for word vs held-out tickets answered with a training reply, against the
+    number of training steps."""
+    from course_lib.plots import new_figure
+
+    fig, (left, right) = new_figure(ncols=2, width=9.0)
+    series = {("unredacted", "all"): "unredacted, loss on every token",
+              ("unredacted", "answer"): "unredacted, loss on the answer (course)",
+              ("redacted", "all"): "redacted, loss on every token",
+              ("redacted", "answer"): "redacted, loss on the answer (course)"}
+    for (which, loss), label in series.items():
+        for probe, style in (("ticket", "-o"), ("prefix", ":x")):
+            pts = sorted((r["repeats"], r["canaries"][probe]["summary"]["greedy_exact"]) for r in runs
+                         if r.get("data") == which and r.get("loss_on") == loss and r.get("steps") == steps)
+            if pts and (probe == "ticket" or any(y for _, y in pts)):
+                left.plot([x for x, _ in pts], [y for _, y in pts], style,
+                          label=label + ("" if probe == "ticket" else ", name only"))
+    left.set_xscale("log", base=2)
+    left.set_xlabel(f"copies of each canary ticket ({steps} steps)")
+    left.set_ylabel("canaries given back whole (of 5)")
+    left.set_ylim(-0.2, 5.4)
+    left.set_title("Canary extraction (greedy)", fontsize=9)
+    left.legend(fontsize=6, loc="upper left")
+    for loss, colour in (("answer", "tab:blue"), ("all", "tab:orange")):
+        pts = sorted((r["steps"], r["verbatim"]["train"]["rate"], r["verbatim"]["heldout"]["rate"]) for r in runs
+                     if r.get("data") == "unredacted" and r.get("loss_on") == loss and r.get("repeats") == 1)
+        if pts:
+            right.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=colour, label=f"loss on {loss}: training tickets")
+            right.plot([p[0] for p in pts], [p[2] for p in pts], "--o", color=colour, alpha=0.6,
+                       label=f"loss on {loss}: held-out tickets")
+    right.set_xlabel("training steps")
+    right.set_ylabel("replies copied word for word")
+    right.set_ylim(-0.03, 1.0)
+    right.set_title("Verbatim training replies", fontsize=9)
+    right.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from course_lib.regression_rules import REGRESSION_CHECKS, check_regression_answer  # re-exported: the one rule
 
 # check_regression_answer(output, answer, check): the scoring rule, from course_lib.regression_rules (stdlib only,
@@ -60,3 +62,46 @@ def score_regression(model, tokenizer, rows: list[dict], max_new_tokens: int = 3
         "per_skill": {skill: sum(v) / len(v) for skill, v in sorted(per_skill.items())},
         "items": items,
     }
+
+
+MIN_DRIFT_ITEMS = 5  # below this many items a bootstrap interval means nothing (one item: always width 0)
+
+
+def drift_by_skill(skills: Sequence[str], base_correct: Sequence[bool], tuned_correct: Sequence[bool]) -> list[dict]:
+    """Behaviour drift: for each skill, then ``"all"``, the tuned model's accuracy minus the base model's on the
+    SAME items, with a paired 95% bootstrap interval and a verdict: ``{"skill", "n", "base", "tuned", "change",
+    "interval", "real", "too_few"}`` (``real``: the interval excludes 0 on at least ``MIN_DRIFT_ITEMS`` items;
+    otherwise the change is noise at this size; ``too_few``: fewer items than that, so no verdict). The lists
+    are per item, in the same order (e.g. ``[i["correct"] for i in score_regression(...)["items"]]``)."""
+    from course_lib import stats
+
+    if not (len(skills) == len(base_correct) == len(tuned_correct)):
+        raise ValueError(f"Got {len(skills)} skills, {len(base_correct)} base and {len(tuned_correct)} tuned results: "
+                         "give one of each per regression item, in the same order.")
+    if not skills:
+        raise ValueError("No regression items to compare.")
+    groups: dict[str, list[int]] = {}
+    for i, skill in enumerate(skills):
+        groups.setdefault(skill, []).append(i)
+    groups["all"] = list(range(len(skills)))
+    rows = []
+    for skill, idx in groups.items():
+        base = [bool(base_correct[i]) for i in idx]
+        tuned = [bool(tuned_correct[i]) for i in idx]
+        change, low, high = stats.paired_bootstrap_diff(tuned, base)
+        rows.append({"skill": skill, "n": len(idx), "base": sum(base) / len(idx), "tuned": sum(tuned) / len(idx),
+                     "change": change, "interval": [low, high], "too_few": len(idx) < MIN_DRIFT_ITEMS,
+                     "real": len(idx) >= MIN_DRIFT_ITEMS and (low > 0 or high < 0)})
+    return rows
+
+
+def format_drift(rows: Sequence[dict]) -> str:
+    """``drift_by_skill``'s rows as an aligned table, one line per skill, the verdict in words."""
+    lines = [f"{'skill':<14}{'n':>4}{'base':>7}{'tuned':>7}   change [95% interval]   verdict"]
+    for r in rows:
+        low, high = r["interval"]
+        verdict = ("REAL: forgotten" if r["change"] < 0 else "REAL: gained") if r["real"] else \
+            f"too few items (< {MIN_DRIFT_ITEMS}) to tell" if r["too_few"] else "noise"
+        lines.append(f"{r['skill']:<14}{r['n']:>4}{r['base']:>7.2f}{r['tuned']:>7.2f}   "
+                     f"{100 * r['change']:+6.1f} [{100 * low:+6.1f}, {100 * high:+6.1f}] pts   {verdict}")
+    return "\n".join(lines)

@@ -23,6 +23,9 @@ from course_lib.train.rows import (reply_first_rows, SHORT_SYSTEM_PROMPT, Row, c
 from course_lib.train.weighting import _weighted_trainer_class, decision_key_ids
 
 
+LOSS_ON = ("answer", "all")  # which tokens the training loss is computed on
+
+
 def lora_config(r: int = 16, lora_alpha: int = 32, target_modules: str | list[str] = "all-linear",
                 lora_dropout: float = 0.0):
     """A ``peft.LoraConfig`` for a causal LM. ``"all-linear"``: every linear layer but the output head."""
@@ -34,8 +37,11 @@ def lora_config(r: int = 16, lora_alpha: int = 32, target_modules: str | list[st
 
 def sft_config(preset: Preset, output_dir: str | Path, steps: int, lr: float, eval_steps: int | None = None,
                save_steps: int | None = None, warmup: float = 0.1, logging_steps: int | None = None,
-               seed: int = 0, progress: bool = True):
-    """The ``trl.SFTConfig`` of a run: the preset's numbers plus schedule, evaluation and checkpoint cadence."""
+               seed: int = 0, progress: bool = True, loss_on: str = "answer"):
+    """The ``trl.SFTConfig`` of a run: the preset's numbers plus schedule, evaluation and checkpoint cadence.
+    ``loss_on="all"`` computes the loss on every token, prompt included (see ``train_sft``)."""
+    if loss_on not in LOSS_ON:
+        raise TrainSetupError(f"loss_on={loss_on!r}: use 'answer' (the course's recipe) or 'all' (prompt too).")
     from trl import SFTConfig
 
     eval_steps = eval_steps or max(1, steps // 4)
@@ -59,7 +65,8 @@ def sft_config(preset: Preset, output_dir: str | Path, steps: int, lr: float, ev
         optim=preset.optim,
         padding_free=preset.padding_free,
         max_length=None,  # we checked lengths ourselves (check_lengths): nothing is cut
-        completion_only_loss=True,  # prompt-completion rows: loss on the completion only (also trl's default)
+        # prompt-completion rows: loss on the completion only (trl's default for them), or on every token
+        completion_only_loss=loss_on == "answer",
         eval_strategy="steps", eval_steps=eval_steps,
         save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         logging_steps=logging_steps or max(1, min(10, steps // 20)),
@@ -165,6 +172,7 @@ def train_sft(
     threads: int | None = None,
     decision_weight: float = 1.0,
     reply_first: bool = False,
+    loss_on: str = "answer",
 ) -> TrainResult:
     """Fine-tune with ``trl.SFTTrainer`` on chat rows; LoRA (``peft``) or full. Trains a copy: the model you pass
     stays as it was.
@@ -177,10 +185,14 @@ def train_sft(
     was chosen with (``benchmarks/results/recipe_trials.json``). ``decision_weight`` > 1 counts the decision tokens
     (before the reply) that many times in the training loss. ``reply_first=True`` trains on answers that write the
     reply before the decisions (``reply_first_rows``), so each decision can use the reply just written.
+    ``loss_on="all"`` trains on every token, the ticket included (the "simplified" masking of some tutorials): the
+    model then learns to write the tickets too, personal data and all (notebook 06 measures what it memorises).
     ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
     the free physical cores, see ``cpu_threads``).
     """
     _check_method(method)
+    if loss_on not in LOSS_ON:
+        raise TrainSetupError(f"loss_on={loss_on!r}: use 'answer' (the course's recipe) or 'all' (prompt too).")
     preset, reason = choose_preset(preset)
     print(f"Training with {preset.describe()}\n  why: {reason}")
     if preset.name == "cpu":
@@ -208,7 +220,7 @@ def train_sft(
         raise TrainSetupError(f"{output_dir} already holds checkpoints of an earlier run. Pass resume=True to "
                               "continue it, or another output_dir to start afresh.")
     config = sft_config(preset, output_dir, steps, lr, eval_steps=eval_steps, save_steps=save_steps, seed=seed,
-                        progress=progress)
+                        progress=progress, loss_on=loss_on)
     lora = lora_config(lora_r, lora_alpha, target_modules) if method == "lora" else None
     if replay:
         print(f"  + {len(replay)} replay rows (general requests, the base model's own answers) mixed into "

@@ -62,19 +62,24 @@ def plot_drift(named_rows: dict[str, list[dict]]):
 
     if not named_rows:
         raise ValueError("Nothing to plot: pass {name: drift_by_skill(...)}.")
-    skills = [r["skill"] for r in next(iter(named_rows.values()))]
+    sizes: dict[str, int] = {}  # every skill any comparison has, in first-seen order, with its largest n
+    for rows in named_rows.values():
+        for r in rows:
+            sizes[r["skill"]] = max(sizes.get(r["skill"], 0), r["n"])
+    skills = list(sizes)
     fig, (ax,) = new_figure(width=7.0)
     step = 0.8 / len(named_rows)
     for j, (name, rows) in enumerate(named_rows.items()):
         by_skill = {r["skill"]: r for r in rows}
-        ys = [i + (j - (len(named_rows) - 1) / 2) * step for i in range(len(skills))]
-        xs = [100 * by_skill[s]["change"] for s in skills]
-        err = [[100 * (by_skill[s]["change"] - by_skill[s]["interval"][0]) for s in skills],
-               [100 * (by_skill[s]["interval"][1] - by_skill[s]["change"]) for s in skills]]
+        have = [i for i, s in enumerate(skills) if s in by_skill]
+        ys = [i + (j - (len(named_rows) - 1) / 2) * step for i in have]
+        picked = [by_skill[skills[i]] for i in have]
+        xs = [100 * r["change"] for r in picked]
+        err = [[100 * (r["change"] - r["interval"][0]) for r in picked],
+               [100 * (r["interval"][1] - r["change"]) for r in picked]]
         ax.errorbar(xs, ys, xerr=err, fmt="o", capsize=3, label=name)
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(range(len(skills)), [f"{s} (n={r['n']})" for s, r in zip(skills, next(iter(named_rows.values())))],
-                  fontsize=8)
+    ax.set_yticks(range(len(skills)), [f"{s} (n={n})" for s, n in sizes.items()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("tuned minus base, points (95% paired interval)")
     ax.set_title("Behaviour drift on the regression set: an interval crossing 0 is noise")

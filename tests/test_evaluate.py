@@ -76,7 +76,9 @@ def test_missing_field_and_sign_off():
 
 
 def test_fractions_average_over_answers():
-    m = evaluate.task_metrics([REF, "nope", _answer(priority="urgent"), ""], [REF] * 4)
+    with pytest.warns(UserWarning, match=r"1 of 4 answers are empty \(rows 3\)"):
+        m = evaluate.task_metrics([REF, "nope", _answer(priority="urgent"), ""], [REF] * 4)
+    assert m["empty_rows"] == [3] and m["not_json_rows"] == [1]
     assert m["n"] == 4 and m["json_valid"] == 0.5 and m["field_accuracy"]["priority"] == 0.25
     assert m["field_accuracy_mean"] == pytest.approx((0.5 + 0.25 + 0.5) / 3)
 
@@ -126,10 +128,11 @@ def test_score_task_on_tiny_model(tiny_model):
     assert zero.metrics == evaluate.task_metrics(zero.predictions, references[:2])  # scored against the targets
     nothing = {"json_valid": 0.0, "schema_valid": 0.0, "field_accuracy_mean": 0.0, "sign_off": 0.0,
                "field_accuracy": {"category": 0.0, "priority": 0.0, "needs_human": 0.0}}
-    assert zero.metrics == {"n": 2, **nothing}  # random weights write no JSON
+    assert zero.metrics == {"n": 2, **nothing, "empty_rows": [0, 1], "not_json_rows": []}  # random weights: nothing
     few = evaluate.score_task(model, tok, ROWS[2:], examples=ROWS[:2], shots=2, max_new_tokens=8, batch_size=1,
                               progress=False)
-    assert few.metrics == {"n": 1, **nothing} == evaluate.task_metrics(few.predictions, references[2:])
+    assert few.metrics == evaluate.task_metrics(few.predictions, references[2:])
+    assert {k: v for k, v in few.metrics.items() if not k.endswith("_rows")} == {"n": 1, **nothing}
     with pytest.raises(ValueError, match="needs example rows"):
         evaluate.score_task(model, tok, ROWS, shots=3)
 

@@ -29,6 +29,10 @@ REQUIRED = [
     "Warmup", "Gradient accumulation", "Gradient clipping", "Checkpoint", "Batch", "Effective batch size",
     "Gradient checkpointing", "SFT", "Short training prompt", "Base model", "Padding-free", "Overfitting", "Step",
     "Replay",
+    # 06
+    "Perplexity", "ROUGE-L", "Exact match", "Escalation recall", "Prompt injection", "Log-likelihood", "Break-even",
+    "Behaviour drift", "Planted positive", "Verbatim regurgitation", "LLM-as-judge", "Rubric", "Position bias",
+    "Length bias", "Cohen's kappa",
 ]
 
 

@@ -6,6 +6,7 @@ them; ``few_shot_messages`` and ``pick_examples`` build the prompts.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import jsonschema
@@ -47,7 +48,10 @@ def task_metrics(predictions: list[str], references: list[str]) -> dict:
     """Fractions over the answers: ``n``, ``json_valid`` (parses as a JSON object, surrounding text allowed),
     ``schema_valid`` (matches ``greenleaf.TRIAGE_SCHEMA``: right keys, known category/priority, boolean
     needs_human), ``field_accuracy`` (``{"category", "priority", "needs_human"}``), ``field_accuracy_mean``, and
-    ``sign_off`` (the reply ends with ``greenleaf.SIGN_OFF``)."""
+    ``sign_off`` (the reply ends with ``greenleaf.SIGN_OFF``), and the positions of the answers that are
+    ``empty_rows`` (the model wrote nothing) and ``not_json_rows`` (no JSON object in the answer). Both count as
+    wrong on every field, and never silently: empty answers also raise a warning naming them, because they usually
+    mean a generation setting (``max_new_tokens``, a stop rule) rather than the model."""
     if len(predictions) != len(references):
         raise ValueError(f"Got {len(predictions)} predictions for {len(references)} references: give one answer "
                          "per reference, in the same order.")
@@ -55,6 +59,12 @@ def task_metrics(predictions: list[str], references: list[str]) -> dict:
         raise ValueError("No predictions to score: pass at least one answer and its reference.")
     items = [score_answer(p, r) for p, r in zip(predictions, references)]
     n = len(items)
+    empty = [i for i, p in enumerate(predictions) if not str(p).strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        warnings.warn(f"{len(empty)} of {n} answers are empty (rows {shown}): they count as wrong. The model wrote "
+                      "nothing visible (only special tokens or spaces), or generation stopped at once: check "
+                      "max_new_tokens and the stop rule before reading the scores.", stacklevel=2)
 
     def frac(key: str) -> float:
         return sum(item[key] for item in items) / n
@@ -67,6 +77,8 @@ def task_metrics(predictions: list[str], references: list[str]) -> dict:
         "field_accuracy": per_field,
         "field_accuracy_mean": sum(per_field.values()) / len(per_field),
         "sign_off": frac("sign_off"),
+        "empty_rows": empty,
+        "not_json_rows": [i for i, item in enumerate(items) if not item["json_valid"] and i not in empty],
     }
 
 

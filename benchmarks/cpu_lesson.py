@@ -23,13 +23,11 @@ import argparse
 import copy
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,20 +39,14 @@ from transformers import TrainerCallback  # noqa: E402
 from course_lib import acceptance, baselines, data, evaluate, models, profile, stats, train  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from machine import machine  # noqa: E402
+from machine import machine, versions  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "course-lib")
 EVAL_DURING_TRAINING = 32  # held-out rows whose loss is tracked while training (as in the notebook)
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return versions(PACKAGES)
 
 
 def _task(metrics: dict) -> dict:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,19 +33,13 @@ from course_lib import data, models, stats, train  # noqa: E402
 from course_lib.evaluate import judge  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from machine import machine  # noqa: E402
+from machine import machine, versions  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "scikit-learn", "numpy", "ipywidgets")
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return versions(PACKAGES)
 
 
 def _order_averaged(ab: list[dict], ba: list[dict]) -> list[dict]:

@@ -34,3 +34,36 @@ def machine() -> dict:
                        platform.processor() or "unknown")
     info.update({"avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "avx2": "avx2" in flags})
     return info
+
+
+def versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Python's version and each package's installed version ("not installed" if absent), for a results file."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def recipe_preset(device: str, threads: int | None = None, fp32: bool = False):
+    """The course recipe's preset and CPU threads for a benchmark: on ``cuda`` the CPU recipe's batch shape
+    (batch 4, padding-free) in bf16 with the fused optimiser, for sweeps of the CPU recipe on a GPU; on ``cpu`` the
+    ``cpu`` preset (``fp32=True``: the path of CPUs without bf16 instructions)."""
+    from dataclasses import replace
+
+    import torch
+
+    from course_lib import train
+
+    if device == "cuda":
+        preset = replace(train.PRESETS["cpu"], name="cpu-shape-on-gpu", dtype="bf16", needs="cuda+bf16",
+                         optim="adamw_torch_fused")
+        return preset, torch.get_num_threads()
+    preset, _ = train.choose_preset("cpu")
+    if fp32:
+        preset = replace(preset, dtype="fp32")
+    return preset, train.cpu_threads(threads)[0]

@@ -24,20 +24,18 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("COURSE_PROFILE", "full")
 
-import torch  # noqa: E402
 
 from course_lib import data, evaluate, models, train  # noqa: E402
 from course_lib.evaluate import memorisation as mem  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from machine import machine  # noqa: E402
+from machine import machine, recipe_preset  # noqa: E402
 
 ALL = ["base", "redacted-answer-k1", "unredacted-answer-k1", "unredacted-answer-k32", "unredacted-all-k1",
        "unredacted-all-k2", "unredacted-all-k4", "unredacted-all-k8", "unredacted-all-k16", "unredacted-all-k32",
@@ -81,13 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     specs = [parse(c) for c in (args.condition or ALL)]
 
-    if args.device == "cuda":
-        preset = replace(train.PRESETS["cpu"], name="cpu-shape-on-gpu", dtype="bf16", needs="cuda+bf16",
-                         optim="adamw_torch_fused")
-        threads = torch.get_num_threads()
-    else:
-        preset, _ = train.choose_preset("cpu")
-        threads, _ = train.cpu_threads(None)
+    preset, threads = recipe_preset(args.device)
     model, tok = models.load_model(args.model, device=args.device, verbose=False)
     canaries = mem.load_canaries()
     cleaned = data.clean_greenleaf(redact_pii=False)

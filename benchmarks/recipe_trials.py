@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from course_lib import baselines, data, evaluate, greenleaf, models, stats, train  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from machine import machine  # noqa: E402
+from machine import machine, recipe_preset  # noqa: E402
 
 DEFAULTS = {"steps": 200, "lr": None, "r": 16, "alpha": None, "replay": 1, "reply_first": False, "oversample": 1,
             "batch": None, "seed": 0, "decision_weight": 1.0}
@@ -153,15 +153,7 @@ def main() -> None:
                     "seed": args.seed, "decision_weight": args.decision_weight}
     trials = [parse_trial(spec, base_options) for spec in args.trial] or [base_options]
 
-    if args.device == "cuda":
-        preset = replace(train.PRESETS["cpu"], name="cpu-shape-on-gpu", dtype="bf16", needs="cuda+bf16",
-                         optim="adamw_torch_fused")
-        threads = torch.get_num_threads()
-    else:
-        preset, _ = train.choose_preset("cpu")
-        if args.dtype == "fp32":
-            preset = replace(preset, dtype="fp32")
-        threads, _ = train.cpu_threads(args.threads)
+    preset, threads = recipe_preset(args.device, args.threads, fp32=args.dtype == "fp32")
     model, tok = models.load_model("embedded", device=args.device, verbose=False)
     if args.dtype == "fp32":
         model = model.float()

@@ -68,6 +68,19 @@ def saved_test_path(profile: str) -> Path:
     return cache_dir() / "notes" / f"01_test-{profile}.json"
 
 
+def saved_note_path(profile: str) -> Path:
+    """Where notebook 01 saves the decision note and notebook 06 fills in its test: one file per profile, like the
+    saved test (a fast-profile note quotes the tiny model's baselines, which full-profile numbers must not fill)."""
+    return saved_test_path(profile).with_name(f"01_decision_note-{profile}.md")
+
+
+def lines_in_note(test: AcceptanceTest, note_text: str) -> list[str]:
+    """The lines of ``test`` that the note's text does not contain ([] = the note states exactly this test): a note
+    written for another test (another profile, an older run of notebook 01) must not be filled with this one's
+    measurements."""
+    return [line for line in test.to_markdown().splitlines() if line not in note_text]
+
+
 def save(test: AcceptanceTest, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

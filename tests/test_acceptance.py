@@ -182,3 +182,14 @@ def test_saved_test_path_is_per_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     assert acceptance.saved_test_path("fast") == tmp_path / "notes" / "01_test-fast.json"
     assert acceptance.saved_test_path("full") == tmp_path / "notes" / "01_test-full.json"
+
+
+def test_note_path_is_per_profile_and_lines_in_note():
+    assert acceptance.saved_note_path("fast").name == "01_decision_note-fast.md"
+    assert acceptance.saved_note_path("fast").parent == acceptance.saved_test_path("fast").parent
+    assert acceptance.saved_note_path("fast") != acceptance.saved_note_path("full")
+    test = acceptance.AcceptanceTest("8 tickets", [acceptance.Check("category", ">", 0.5, "strongest baseline")])
+    note = "## The test\n" + test.to_markdown() + "\n"
+    assert acceptance.lines_in_note(test, note) == []
+    other = acceptance.AcceptanceTest("8 tickets", [acceptance.Check("category", ">", 0.7, "strongest baseline")])
+    assert acceptance.lines_in_note(other, note) == ["- category > 0.700 (strongest baseline)"]

@@ -105,8 +105,9 @@ def plot_memorisation(runs: list[dict], steps: int = 200):
             pts = sorted((r["repeats"], r["canaries"][probe]["summary"]["greedy_exact"]) for r in runs
                          if r.get("data") == which and r.get("loss_on") == loss and r.get("steps") == steps)
             if pts and (probe == "ticket" or any(y for _, y in pts)):
-                left.plot([x for x, _ in pts], [y for _, y in pts], style,
-                          label=label + ("" if probe == "ticket" else ", name only"))
+                big = which == "redacted"  # drawn larger and on top: the contrast redaction makes
+                left.plot([x for x, _ in pts], [y for _, y in pts], style, markersize=10 if big else 6,
+                          zorder=3 if big else 2, label=label + ("" if probe == "ticket" else ", name only"))
     left.set_xscale("log", base=2)
     left.set_xlabel(f"copies of each canary ticket ({steps} steps)")
     left.set_ylabel("canaries given back whole (of 5)")

@@ -1,4 +1,4 @@
-"""``course`` command line: thin wrappers over course_lib (prepare-model, env; more commands arrive with labs)."""
+"""``course`` command line: thin wrappers over course_lib (prepare-model, env, grade)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,89 @@ def _env(_: argparse.Namespace) -> int:
     return 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from course_lib import grading
+
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --env wants KEY=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        env[key] = value
+    options = grading.Options(
+        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
+        processes=args.processes, disk_mb=args.disk, output_mb=args.output_mb, output_kill_mb=args.output_kill_mb,
+        interrupt_grace=args.interrupt_grace,
+        max_notebook_mb=args.max_notebook_mb, jobs=args.jobs, trust=tuple(args.trust), students=tuple(args.student),
+        force=args.force, no_sandbox=args.no_sandbox_i_understand, show_hidden_tests=args.show_hidden_tests,
+        read_only=tuple(args.read_only), keep_scratch=args.keep_scratch, progress=not args.quiet, env=env)
+    command = "course grade " + " ".join(sys.argv[2:] if args.argv is None else args.argv)
+    try:
+        done = grading.grade_batch(args.submissions, args.course, args.assignment, args.out, options, command)
+    except (grading.SandboxUnavailable, grading.GradingSetupError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out}/gradebook.csv lists what is graded so far; run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    counts = {s: sum(r["status"] == s for r in done["results"]) for s in ("graded", "rejected", "error")}
+    print(f"{len(done['results'])} submissions: {counts['graded']} graded, {counts['rejected']} rejected, "
+          f"{counts['error']} errors ({done['run']['graded_now']} graded now, {done['run']['reused']} reused) "
+          f"-> {args.out}/gradebook.csv, summary.md, feedback/")
+    return 1 if counts["error"] else 0
+
+
+def _grade_parser(sub) -> None:
+    grade = sub.add_parser(
+        "grade", help="autograde a folder of submissions with nbgrader, each in its own sandbox",
+        description="Autograde every submission in SUBMISSIONS (one folder, zip or notebook per student, or nbgrader's "
+                    "submitted/<student>/<assignment>/ layout) against COURSE/source/ASSIGNMENT with nbgrader, in "
+                    "parallel, each kernel in its own bubblewrap sandbox (no network, no access to the hidden tests, "
+                    "the gradebook or other students' files; time, memory, process and output limits). Writes "
+                    "OUT/gradebook.csv, OUT/feedback/<student>.html, OUT/summary.md and OUT/summary.png. Re-running "
+                    "resumes: unchanged submissions already graded or rejected are not graded again.")
+    grade.add_argument("submissions", help="folder of submissions (or the nbgrader course folder holding submitted/)")
+    grade.add_argument("--assignment", required=True, help="assignment name, a folder of COURSE/source/")
+    grade.add_argument("--course", default="labs", help="nbgrader course folder with source/ (default: labs)")
+    grade.add_argument("--out", required=True, help="output folder (results/, feedback/, gradebook.csv, summary.md)")
+    grade.add_argument("--jobs", type=int, default=0, help="submissions graded at once (default: 2 per CPU core)")
+    grade.add_argument("--cell-timeout", type=float, default=30, metavar="S", help="seconds per cell (default 30)")
+    grade.add_argument("--notebook-timeout", type=float, default=300, metavar="S",
+                       help="seconds per notebook once its kernel is up (default 300)")
+    grade.add_argument("--memory", type=int, default=2048, metavar="MB", help="address space per kernel (default 2048)")
+    grade.add_argument("--processes", type=int, default=64, metavar="N",
+                       help="processes + threads per kernel (default 64)")
+    grade.add_argument("--disk", type=int, default=256, metavar="MB",
+                       help="size of the kernel's writable folder and of its /tmp (default 256 each)")
+    grade.add_argument("--output-mb", type=float, default=1.0, metavar="MB", help="output kept per cell (default 1)")
+    grade.add_argument("--output-kill-mb", type=float, default=64.0, metavar="MB",
+                       help="output per notebook after which its kernel is stopped and it is rejected (default 64)")
+    grade.add_argument("--interrupt-grace", type=float, default=3.0, metavar="S",
+                       help="seconds a timed-out cell has to stop after the interrupt before the kernel is killed")
+    grade.add_argument("--max-notebook-mb", type=float, default=20.0, metavar="MB",
+                       help="larger submitted notebooks are rejected (default 20)")
+    grade.add_argument("--student", action="append", default=[], metavar="ID",
+                       help="grade only this student (repeatable); others keep their earlier results")
+    grade.add_argument("--force", action="store_true", help="grade again even if a result is up to date")
+    grade.add_argument("--trust", action="append", default=[], metavar="ID",
+                       help="after review: the static scan's findings for this student become notes, not a "
+                            "rejection (the sandbox and the in-kernel checks still apply)")
+    grade.add_argument("--read-only", action="append", default=[], metavar="PATH",
+                       help="another folder kernels may read (e.g. a dataset); never the course or submissions")
+    grade.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                       help="an environment variable for the kernels")
+    grade.add_argument("--show-hidden-tests", action="store_true",
+                       help="keep hidden tests in the feedback (nbgrader's default; here they are removed)")
+    grade.add_argument("--keep-scratch", action="store_true", help="keep the scratch courses (debugging)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--no-sandbox-i-understand", action="store_true",
+                       help="grade WITHOUT isolation when bubblewrap is unavailable: notebooks can then read the "
+                            "hidden tests, the gradebook and other students' work and use the network")
+    grade.set_defaults(func=_grade)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="Fine-tuning course kit helpers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--force", action="store_true", help="rebuild even if the cache is ready")
     prep.set_defaults(func=_prepare_model)
     sub.add_parser("env", help="print versions, device and GPU capabilities").set_defaults(func=_env)
+    _grade_parser(sub)
     args = parser.parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

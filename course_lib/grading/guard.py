@@ -1,23 +1,29 @@
-"""The guard: trusted cells the grader adds to a notebook before nbgrader runs it, to catch tampering that a static
-scan (``scan.py``) cannot see.
+"""The guard: trusted cells the grader adds to a notebook before nbgrader runs it, to catch at run time the tampering
+a static scan (``scan.py``) cannot see.
 
 * The prelude (first cell, before any student code) snapshots the builtins and IPython's machinery: input and AST
-  transformers, event callbacks, ``run_cell``/``showtraceback``/``set_custom_exc`` and the kernel's message path,
-  ``sys`` hooks.
+  transformers, event callbacks, ``run_cell``/``showtraceback``/``set_custom_exc``, the kernel's message path
+  (``session.send``), ``sys`` hooks.
 * After each instructor code cell (helpers, tests) a guard records the objects it defined (``check_close``, ``np``).
-* Before and after each test cell a guard checks: the names the test uses still are what the instructor defined,
-  builtins it uses are not shadowed or replaced, the functions it calls through modules (``math.isclose``,
-  ``np.testing.assert_allclose``) were not replaced by notebook code, the objects it compares do not come from a
-  notebook class with its own ``==``; and at every guard, that no hook was added or replaced and no module is
-  loaded from a file the notebook wrote (a ``numpy.py`` in the working folder).
+* Before each test cell a guard checks that the names the test uses are still what the instructor defined, that
+  the builtins it uses are neither shadowed nor replaced, that the functions it and the instructor's helpers call
+  through modules (``math.isclose``, ``np.testing.assert_allclose``) are not notebook code, that the objects it
+  compares are not of a notebook class with its own ``==``, and (a "deep" check, also at the end) that no function,
+  class member or object of the notebook sits anywhere in an installed module (monkeypatching). Every guard checks
+  that no hook was added or replaced, no builtin changed, and no module is loaded from a file the notebook wrote
+  (a ``numpy.py`` in the working folder).
 
-Each guard publishes a display message of type ``MIME``: its label, its sequence number and its problems, signed
-with an HMAC whose key only the prelude's closure holds (captured C functions compute it, so patching ``hmac`` or
-``json`` later does not reveal it). The grader accepts a run only when every guard cell produced exactly one
-genuine report, in order, with no problem: a notebook that deletes, suppresses, replays or fakes the guard (for
-instance by patching the kernel's ``session.send`` to drop error messages) is rejected rather than graded. What still gets through: code the
-static scan does not know that tampers *between* a guard and the test and undoes it before the next guard.
+The guard inspects the notebook's objects through C-level accessors (``type.__dict__["__mro__"]`` and the like), so
+looking at them never runs their code. Each guard publishes a display message of type ``MIME``: its label, its
+sequence number and its problems, signed with an HMAC whose key only the prelude's closure holds (computed with a
+captured ``hashlib.sha256``, so patching ``hmac`` later reveals nothing). The grader accepts a run only when every
+guard cell produced exactly one genuine report, in order, with no problem: a notebook that deletes, suppresses,
+replays or fakes the guard (for instance by patching ``session.send`` to drop error messages) is rejected rather
+than graded. What still gets through: tampering by a route neither the scan nor the guard knows, and tampering
+done *during* a test and undone before the next guard (a timer thread); values a function returns inside a test
+are not inspected (an always-equal object is the scan's to catch).
 """
+
 
 from __future__ import annotations
 
@@ -38,43 +44,76 @@ def _course_guard_factory(token, allowed, shipped):
     (getattr_, isinstance_, type_, tuple_, hasattr_, repr_, list_, len_, zip_, all_, any_, bytes_, str_,
      base_exception, object_) = (getattr, isinstance, type, tuple, hasattr, repr, list, len, zip, all, any, bytes,
                                  str, BaseException, object)
-    sha256, realpath, basename = hashlib.sha256, os.path.realpath, os.path.basename
+    sha256, os_realpath, basename, real = hashlib.sha256, os.path.realpath, os.path.basename, {}
+
+    def realpath(path):  # memoized: a guard asks about the same thousand module files every time
+        if path not in real:
+            real[path] = os_realpath(path)
+        return real[path]
+
     key = sha256(token.encode()).digest()
     inner, outer = bytes_(b ^ 0x36 for b in key + bytes_(32)), bytes_(b ^ 0x5C for b in key + bytes_(32))
     allowed = tuple_(realpath(p) for p in allowed + [sys.prefix, sys.base_prefix, "/usr"])
-    writable = tuple_(realpath(p) for p in (os.getcwd(), "/tmp", "/dev/shm", os.path.expanduser("~")))
-    ignore, missing, defined, counter = {"_", "__", "___"}, object_(), {}, [0]
+    writable = tuple_(realpath(p) for p in (os.getcwd(), "/tmp", "/dev/shm"))
+    import pkgutil  # the names a file the notebook writes must not take: the standard library and installed ones
+    protected = set(sys.stdlib_module_names) | {m.name for m in pkgutil.iter_modules(
+        [p for p in sys.path if p and realpath(p).startswith(allowed)])}
+    # ipykernel swaps builtins.input/getpass in and out around every cell: not the notebook's doing
+    ignore, missing, defined, counter = {"_", "__", "___", "input", "raw_input", "getpass"}, object_(), {}, [0]
     dunders = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__float__",
                "__int__", "__abs__", "__contains__", "__hash__")
+
+    # C-level accessors: inspecting a notebook's object never runs its code (no __getattr__, no metaclass)
+    function_type, method_type, module_type, partial = types.FunctionType, types.MethodType, types.ModuleType, \
+        functools.partial
+    type_module, type_dict, type_mro = (type_.__dict__["__module__"].__get__, type_.__dict__["__dict__"].__get__,
+                                        type_.__dict__["__mro__"].__get__)
+    module_dict, code_of, issubclass_ = module_type.__dict__["__dict__"].__get__, \
+        function_type.__dict__["__code__"].__get__, issubclass
+    library = {}
+    cells = os.path.dirname(_course_guard_factory.__code__.co_filename) + "/"
 
     def mac(text):
         return sha256(outer + sha256(inner + text.encode()).digest()).hexdigest()
 
     def func(obj):
-        return getattr_(obj, "__func__", obj)
+        return obj.__func__ if type_(obj) is method_type else obj
+
+    def written(path):
+        path = realpath(path)
+        return path.startswith(writable) and not path.startswith(allowed)
+
+    def notebook_file(path):
+        """Code the notebook wrote: a cell (IPython compiles each into this kernel's cell folder) or a file it
+        saved and imported. Not "<string>": namedtuple and dataclasses generate library code there."""
+        return path.startswith(cells) or (path[:1] == "/" and written(path))
+
+    def module_file(module):
+        path = module_dict(module).get("__file__") if type_(module) is module_type else None
+        return path if type_(path) is str_ else None
 
     def from_notebook(obj, depth=0):
+        kind = type_(obj)
         if depth > 4:
             return False
-        if isinstance_(obj, functools.partial):
+        if kind is method_type or kind is staticmethod or kind is classmethod:
+            return from_notebook(obj.__func__, depth + 1)
+        if kind is partial:
             return from_notebook(obj.func, depth + 1)
-        obj = func(obj)
-        code = getattr_(obj, "__code__", None)
-        if isinstance_(code, types.CodeType):
-            name = code.co_filename
-            return not (name.startswith("<frozen") or realpath(name).startswith(allowed))
-        if isinstance_(obj, (types.BuiltinFunctionType, types.ModuleType)):
-            return False
-        cls = obj if isinstance_(obj, type_) else type_(obj)
-        module = getattr_(cls, "__module__", None)
+        if kind is function_type:
+            return notebook_file(code_of(obj).co_filename)
+        if kind is property:
+            return any_(from_notebook(f, depth + 1) for f in (obj.fget, obj.fset) if f is not None)
+        cls = obj if issubclass_(kind, type_) else kind
+        module = type_module(cls)
         if module == "__main__":
             return True
-        path = getattr_(sys.modules.get(module), "__file__", None)
-        return bool(path) and not realpath(path).startswith(allowed)
+        path = module_file(sys.modules.get(module))
+        return bool(path) and notebook_file(path)
 
     def machinery():
         items = {"sys.gettrace": sys.gettrace(), "sys.getprofile": sys.getprofile(),
-                 "sys.displayhook": sys.displayhook, "sys.excepthook": sys.excepthook,
+                 "sys.displayhook": func(sys.displayhook), "sys.excepthook": func(sys.excepthook),
                  "shell.custom_exceptions": tuple_(shell.custom_exceptions),
                  "shell.input_transformer_manager": shell.input_transformer_manager,
                  "shell.display_pub": shell.display_pub, "shell.displayhook": shell.displayhook,
@@ -96,18 +135,40 @@ def _course_guard_factory(token, allowed, shipped):
             items["kernel.session"], items["kernel.iopub_socket"] = kernel.session, kernel.iopub_socket
             for name in ("send", "serialize", "sign", "msg", "pack"):
                 items["session." + name] = func(getattr_(kernel.session, name))
-            pub = getattr_(sys.stdout, "session", None)
-            items["sys.stdout.session"] = pub
+            items["sys.stdout.session"] = getattr_(sys.stdout, "session", None)
         return items, {k: tuple_(v) for k, v in hooks.items()}
 
     base_items, base_hooks = machinery()
 
     def same(a, b):
-        if isinstance_(a, tuple_) and isinstance_(b, tuple_):
+        if type_(a) is tuple_ and type_(b) is tuple_:
             return len_(a) == len_(b) and all_(x is y for x, y in zip_(a, b))
         return a is b
 
-    def global_problems():
+    def library_problems():
+        """Functions, classes or objects from the notebook sitting in an installed module (monkeypatching)."""
+        problems = []
+        for name, module in list_(sys.modules.items()):
+            key_ = (name, id(module))
+            if key_ not in library:
+                path = module_file(module)
+                library[key_] = bool(path) and realpath(path).startswith(allowed)
+            if not library[key_]:
+                continue
+            for attr, value in list_(module_dict(module).items()):  # noqa: B007
+                kind = type_(value)
+                if kind is module_type or kind is str_:
+                    continue
+                if issubclass_(kind, type_) and type_module(value) == name:
+                    for member, inner in list_(type_dict(value).items()):
+                        if type_(inner) in (function_type, staticmethod, classmethod, property) and \
+                                from_notebook(inner):
+                            problems.append(f"`{name}.{attr}.{member}` was replaced by code from the notebook")
+                elif from_notebook(value):
+                    problems.append(f"`{name}.{attr}` was replaced by code from the notebook")
+        return problems
+
+    def global_problems(deep):
         problems = []
         for key_, value in original.items():
             if key_ not in ignore and bi.__dict__.get(key_, missing) is not value:
@@ -122,10 +183,11 @@ def _course_guard_factory(token, allowed, shipped):
             if any_(from_notebook(h) for h in added) or any_(not any_(b is h for h in now) for b in before):
                 problems.append(f"the notebook changed IPython's `{key_}` hooks")
         for name, module in list_(sys.modules.items()):
-            path = getattr_(module, "__file__", None)
-            if isinstance_(path, str_) and realpath(path).startswith(writable) and basename(path) not in shipped:
-                problems.append(f"module `{name}` is loaded from {path}, a file the notebook wrote")
-        return problems
+            path = module_file(module)
+            if path and written(path) and basename(path) not in shipped and name.split(".")[0] in protected:
+                problems.append(f"module `{name}` is loaded from {path}, a file the notebook wrote in place of the "
+                                "real one")
+        return problems + (library_problems() if deep else [])
 
     def name_problems(names, chains):
         problems, ns = [], shell.user_ns
@@ -137,32 +199,32 @@ def _course_guard_factory(token, allowed, shipped):
             elif name in original and name not in ignore:
                 if value is not missing:
                     problems.append(f"the notebook rebinds the builtin `{name}`, which the tests use")
-            elif value is not missing and not isinstance_(value, (type_, types.FunctionType, types.ModuleType)):
-                for klass in type_(value).__mro__:
-                    own = [d for d in dunders if d in klass.__dict__]
-                    if getattr_(klass, "__module__", None) == "__main__" and own:
+            elif value is not missing and not issubclass_(type_(value), (type_, function_type, module_type)):
+                for klass in type_mro(type_(value)):
+                    own = [d for d in dunders if d in type_dict(klass)]
+                    if type_module(klass) == "__main__" and own:
                         problems.append(f"`{name}` is an object of the notebook's class `{klass.__name__}` "
                                         f"with its own {', '.join(own)}")
         for chain in chains:
             obj = ns.get(chain[0], original.get(chain[0], missing))
             for i, attr in enumerate(chain[1:], 1):
-                if not isinstance_(obj, types.ModuleType):
+                if type_(obj) is not module_type:
                     break
-                obj, dotted = getattr_(obj, attr, missing), ".".join(chain[: i + 1])
+                obj, dotted = module_dict(obj).get(attr, missing), ".".join(chain[: i + 1])
                 if obj is missing:
                     break
                 if from_notebook(obj):
                     problems.append(f"`{dotted}`, which the tests call, was replaced by code from the notebook")
                     break
-                if isinstance_(obj, types.BuiltinFunctionType) and getattr_(obj, "__self__", None) is bi \
+                if type_(obj) is types.BuiltinFunctionType and getattr_(obj, "__self__", None) is bi \
                         and obj.__name__ != attr:
                     problems.append(f"`{dotted}`, which the tests call, was replaced by the builtin `{obj.__name__}`")
                     break
         return problems
 
-    def guard(label, names=(), chains=(), snap=()):
+    def guard(label, names=(), chains=(), snap=(), deep=False):
         try:
-            problems = name_problems(names, chains) + global_problems()
+            problems = name_problems(names, chains) + global_problems(deep)
         except base_exception as err:  # a broken guard is a finding, not a crash of the grader
             problems = [f"the guard could not run: {type_(err).__name__}: {err}"]
         for name in snap:
@@ -191,8 +253,9 @@ class Guard:
         return (PRELUDE + f"\n{self.name} = _course_guard_factory({self.token!r}, {list(ro_roots)!r}, "
                 f"{sorted(shipped)!r})\ndel _course_guard_factory\n")
 
-    def call(self, label: str, names: list[str] = (), chains: list[list[str]] = (), snap: list[str] = ()) -> str:
-        return f"{self.name}({label!r}, {list(names)!r}, {[list(c) for c in chains]!r}, {list(snap)!r})"
+    def call(self, label: str, names: list[str] = (), chains: list[list[str]] = (), snap: list[str] = (),
+             deep: bool = False) -> str:
+        return f"{self.name}({label!r}, {list(names)!r}, {[list(c) for c in chains]!r}, {list(snap)!r}, {deep!r})"
 
     def is_guard_cell(self, source: str) -> bool:
         return source.startswith(self.name + "(") or source.startswith(PRELUDE[:40])

@@ -87,7 +87,7 @@ def _new_cell(cell_type: str, source: str, metadata: dict, attachments=None) -> 
 
 
 def _label(cell: dict, after: str | None, index: int) -> str:
-    return f"added cell {index}" + (f" after '{after}'" if after else " at the top")
+    return f"added cell {index} " + (f"(after '{after}')" if after else "(at the top)")
 
 
 def rebuild(student_cells: list[dict], info: dict) -> Rebuilt:
@@ -114,6 +114,7 @@ def rebuild(student_cells: list[dict], info: dict) -> Rebuilt:
     cells: list[tuple[str, str, nbformat.NotebookNode]] = []  # (role, label, cell)
     student_code: list[tuple[str, str]] = []
     restored: list[str] = []
+    kept: list[tuple[str, dict]] = []  # edits of read-only cells: kept as raw cells, so nothing written is lost
 
     def add_attached(key: str | None) -> None:
         for label, cell in attached.get(key, []):
@@ -130,11 +131,18 @@ def rebuild(student_cells: list[dict], info: dict) -> Rebuilt:
         mine = seen.get(gid)
         metadata = {"nbgrader": copy.deepcopy(spec["nbgrader"])}
         if spec["locked"] or not spec["solution"]:
-            if mine is None or mine["source"] != spec["release_source"] or mine["cell_type"] != spec["cell_type"]:
+            if mine is None or mine["source"] not in (spec["release_source"], spec["source"]) or \
+                    mine["cell_type"] != spec["cell_type"]:
                 restored.append(f"'{gid}' ({'deleted' if mine is None else 'edited'})")
+                if mine is not None and mine["source"].strip():
+                    kept.append((gid, mine))
             role = "test" if spec["grade"] and spec["cell_type"] == "code" else \
                 "instructor" if spec["cell_type"] == "code" else "text"
             cells.append((role, gid, _new_cell(spec["cell_type"], spec["source"], metadata)))
+            for _, edit in kept[-1:] if kept and kept[-1][0] == gid else []:  # shown, never run
+                cells.append(("student", f"the student's edit of '{gid}'",
+                              new_raw_cell(f"[grader: the submission changed the read-only cell '{gid}' to the "
+                                           f"text below; it was graded with the original]\n{edit['source']}")))
         elif mine is None:
             notes.append(f"answer cell '{gid}' is missing from the submission: graded as unanswered")
             cells.append(("answer", gid, _new_cell(spec["cell_type"], spec["source"], metadata)))
@@ -145,7 +153,7 @@ def rebuild(student_cells: list[dict], info: dict) -> Rebuilt:
             cells.append(("answer", gid, _new_cell(spec["cell_type"], mine["source"], metadata,
                                                    mine.get("attachments"))))
             if spec["cell_type"] == "code":
-                student_code.append((gid, mine["source"]))
+                student_code.append((f"'{gid}'", mine["source"]))
         add_attached(gid)
     if restored:
         notes.append("instructor cells restored from the source: " + ", ".join(restored))
@@ -156,29 +164,36 @@ def rebuild(student_cells: list[dict], info: dict) -> Rebuilt:
 
 
 def with_guards(rebuilt: Rebuilt, guard: Guard, ro_roots: list[str], shipped: list[str]) -> tuple[
-        nbformat.NotebookNode, list[str]]:
-    """The notebook to execute (prelude first, a guard around every instructor code cell and test, one at the end)
-    and the labels of its guard cells in execution order."""
+        nbformat.NotebookNode, list[str], list[str]]:
+    """The notebook to execute (prelude first, a guard around every instructor code cell and test, one at the end),
+    the labels of its guard cells in execution order, and a label per cell as the student knows it."""
     roles = rebuilt.nb["metadata"].pop("course_grader_roles")
     out = [new_code_cell(guard.prelude(ro_roots, shipped))]
     labels: list[str] = []
+    cell_labels = ["the grader's prelude"]
 
     def add_guard(label: str, **kwargs) -> None:
         labels.append(label)
         out.append(new_code_cell(guard.call(label, **kwargs)))
+        cell_labels.append(f"the grader's check {label}")
 
+    helper_chains: list[list[str]] = []  # what the instructor's helpers call (check_close -> math.isclose)
     for (role, label), cell in zip(roles, rebuilt.nb.cells):
         tree = scan.parse(cell.source) if role in ("test", "instructor") else None
+        if role == "instructor":
+            helper_chains += [c for c in scan.names_used(cell.source)[1] if c not in helper_chains]
         if role == "test":
             names, chains = scan.names_used(cell.source)
-            add_guard(f"before {label}", names=names, chains=chains)
+            add_guard(f"before {label}", names=names, chains=chains + [c for c in helper_chains if c not in chains],
+                      deep=True)
         out.append(cell)
+        cell_labels.append(label if role == "student" else f"'{label}'")
         if tree is not None:
             add_guard(f"after {label}", snap=scan.top_level_names(tree))
-    add_guard("end")
+    add_guard("end", deep=True)
     nb = copy.deepcopy(rebuilt.nb)
     nb.cells = out
-    return nb, labels
+    return nb, labels, cell_labels
 
 
 def strip_guards(nb: nbformat.NotebookNode, guard: Guard) -> nbformat.NotebookNode:

@@ -130,7 +130,7 @@ def bwrap_args(spec: dict, cwd: str, connection_file: str, kernel_argv: list[str
                 "--unshare-cgroup-try"]
     else:
         args = [spec["bwrap"], "--unshare-all", "--unshare-user", "--disable-userns"]
-    args += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    args += ["--die-with-parent", "--new-session", "--hostname", "grading-sandbox", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = "/" + name
         if os.path.islink(host):

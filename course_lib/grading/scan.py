@@ -37,7 +37,9 @@ DENY_ATTRS = {
     "input_transformer_manager", "ast_transformers", "display_pub", "displayhook", "excepthook", "run_cell",
     "run_cell_async", "run_code", "run_ast_nodes", "user_ns", "user_global_ns", "register_magic_function",
     "register_magics", "history_manager", "iopub_socket", "CodeType", "FunctionType", "co_code", "methodcaller",
-    "get_ipython", "InteractiveShell", "ZMQInteractiveShell", "IPKernelApp",
+    "get_ipython", "InteractiveShell", "ZMQInteractiveShell", "IPKernelApp", "__dict__", "_current_frames",
+    "extract_stack", "walk_stack", "format_stack", "print_stack", "StackSummary", "__array_ufunc__",
+    "__array_function__",
 }
 SENSITIVE_STORES = {"send", "send_multipart", "serialize", "sign", "pack", "publish", "session", "pub_socket",
                     "shell", "kernel", "write", "flush"}
@@ -49,9 +51,12 @@ DENY_MODULES = {
     "traitlets": "reconfigures IPython", "unittest": "mocks code the tests call", "pytest": "monkeypatches",
     "pickle": "runs code hidden in data", "marshal": "loads code objects", "dill": "runs code hidden in data",
     "cloudpickle": "runs code hidden in data", "copyreg": "changes how objects are rebuilt",
-    "shelve": "runs code hidden in data", "joblib": "runs code hidden in data", "course_lib.grading": "reaches the grader",
+    "shelve": "runs code hidden in data", "joblib": "runs code hidden in data",
+    "course_lib.grading": "reaches the grader",
     "inspect": "reads frames, closures and the source of cells that ran",
-    "linecache": "reads the source of cells that ran (hidden tests)",
+    "linecache": "reads the source of cells that ran (hidden tests)", "trace": "traces the tests as they run",
+    "pdb": "debugs the tests as they run", "bdb": "debugs the tests as they run", "cProfile": "hooks every call",
+    "profile": "hooks every call",
 }
 IPYTHON_ALLOWED = ("IPython.display",)
 REVIEW_MODULES = {"traceback": "reads the lines of the code that called it", "importlib": "imports modules by name",
@@ -62,7 +67,8 @@ DENY_MAGICS = {"load_ext", "reload_ext", "run", "config", "autocall", "alias", "
                "reset", "reset_selective", "debug", "pdb", "xmode", "autoawait", "load", "loadpy", "history", "hist",
                "edit", "prun", "killbgscripts", "colors", "doctest_mode", "logstart", "automagic", "sx", "sc"}
 COMPARISON_DUNDERS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__contains__",
-                      "__float__", "__int__", "__index__", "__abs__", "__round__", "__hash__"}
+                      "__float__", "__int__", "__index__", "__abs__", "__round__", "__hash__", "__array__"}
+NUMPY_HOOKS = {"__array_ufunc__", "__array_function__", "__array_wrap__", "__array_finalize__", "__array_priority__"}
 EXCEPTION_NAMES = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
 BUILTIN_NAMES = set(dir(builtins))
 
@@ -70,12 +76,12 @@ BUILTIN_NAMES = set(dir(builtins))
 @dataclass(frozen=True)
 class Finding:
     severity: str  # "reject" or "review"
-    cell: str  # the cell's label (grade id or "cell 7")
+    cell: str  # the cell as the student knows it: "'add'" or "added cell 5 (after 'add')"
     line: int
     message: str
 
     def __str__(self) -> str:
-        return f"cell '{self.cell}' line {self.line}: {self.message}"
+        return f"{self.cell}, line {self.line}: {self.message}"
 
 
 def to_python(source: str) -> str:
@@ -89,9 +95,12 @@ def to_python(source: str) -> str:
 
 
 def parse(source: str) -> ast.Module | None:
+    """The cell's AST as the kernel sees it (IPython syntax transformed, top-level ``await`` allowed, as IPython
+    allows it); None when even the kernel could not run it."""
     try:
-        return ast.parse(to_python(source))
-    except (SyntaxError, ValueError):
+        return compile(to_python(source), "<cell>", "exec",
+                       flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
@@ -139,11 +148,12 @@ def names_used(source: str) -> tuple[list[str], list[list[str]]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             local.update(a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg))
     names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - local)
+    modules = import_aliases([source])  # a chain through a module the cell imports itself is still checked
     chains: list[list[str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
             chain = _chain(node)
-            if chain and chain[0] not in local and chain not in chains:
+            if chain and (chain[0] not in local or chain[0] in modules) and chain not in chains:
                 chains.append(chain)
     return names, sorted(chains)
 
@@ -179,7 +189,7 @@ def scan_cell(source: str, label: str, *, imported: set[str], test_attrs: set[st
     ``test_attrs``: attribute names the tests call (patching one of those is tampering, not configuration)."""
     tree = parse(source)
     if tree is None:
-        return []
+        return [Finding(REVIEW, label, 0, "could not be read by the scan (a syntax error?)")] if source.strip() else []
     findings: list[Finding] = []
     stored = stored_names(tree)
 
@@ -189,11 +199,19 @@ def scan_cell(source: str, label: str, *, imported: set[str], test_attrs: set[st
             findings.append(finding)
 
     shell_calls: set[int] = set()
+    literal_sets = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                    and n.func.id in ("setattr", "delattr") and len(n.args) >= 2 and
+                    isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str)}
     constant_stores: set[int] = set()  # `torch.backends.cudnn.benchmark = True`: configuration, not a patch
+    function_stores: set[int] = set()  # `x.check = lambda *a: None`: a function put in place of another
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            constant_stores.update(id(t) for t in targets)
+            if isinstance(node.value, ast.Constant):
+                constant_stores.update(id(t) for t in targets)
+            elif _is_function(node.value, defined):
+                function_stores.update(id(t) for t in targets)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                 isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name) and \
@@ -210,24 +228,18 @@ def scan_cell(source: str, label: str, *, imported: set[str], test_attrs: set[st
                 add(REJECT, node, f"`{node.id}` reads the notebook's history (hidden tests)")
             elif node.id in EXCEPTION_NAMES and isinstance(node.ctx, (ast.Store, ast.Del)):
                 add(REJECT, node, f"rebinds the exception class `{node.id}`")
-            elif node.id in ("setattr", "delattr") and isinstance(node.ctx, ast.Load):
-                add(REVIEW, node, f"uses `{node.id}`")
+            elif node.id in ("setattr", "delattr") and isinstance(node.ctx, ast.Load) and id(node) not in literal_sets:
+                add(REVIEW, node, f"`{node.id}` with an attribute name computed at run time (the guard checks what "
+                                  "it replaced)")
         elif isinstance(node, ast.Attribute):
             chain = _chain(node)
             if node.attr in DENY_ATTRS:
                 add(REJECT, node, f"`.{node.attr}` reaches into the interpreter, IPython or the kernel")
             elif node.attr == "modules" and chain and chain[0] == "sys":
                 add(REJECT, node, "`sys.modules` swaps modules the tests import")
-            elif node.attr == "__dict__" and chain and chain[0] in imported:
-                add(REJECT, node, f"`{'.'.join(chain)}` can rewrite an imported module")
-            elif node.attr == "__dict__":
-                add(REVIEW, node, "uses `__dict__`")
             if isinstance(node.ctx, (ast.Store, ast.Del)):
-                dotted = ".".join(chain) if chain else f"….{node.attr}"
-                if node.attr in test_attrs or node.attr in SENSITIVE_STORES:
-                    add(REJECT, node, f"replaces `{dotted}`, which the tests or the kernel rely on")
-                elif chain and chain[0] in imported and id(node) not in constant_stores:
-                    add(REJECT, node, f"patches `{dotted}` of an imported module with code")
+                _store_findings(node, chain, add, imported=imported, test_attrs=test_attrs,
+                                constant=id(node) in constant_stores, function=id(node) in function_stores)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for module in modules:
@@ -244,22 +256,46 @@ def scan_cell(source: str, label: str, *, imported: set[str], test_attrs: set[st
             if isinstance(node, ast.ImportFrom) and (node.module or "") == "sys" and \
                     any(a.name in ("modules", "settrace", "setprofile", "_getframe") for a in node.names):
                 add(REJECT, node, "imports interpreter hooks from `sys`")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in NUMPY_HOOKS:
+            add(REJECT, node, f"defines `{node.name}`, which decides how numpy (and its testing) sees the object")
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in COMPARISON_DUNDERS:
             if _constant_return(node):
                 add(REJECT, node, f"defines `{node.name}` that ignores its argument and always answers the same")
             else:
                 add(REVIEW, node, f"defines `{node.name}` (an object that compares as it likes)")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr"):
-            target = _chain(node.args[0]) if node.args else None
-            if target and target[0] in imported:
-                add(REJECT, node, f"`{node.func.id}` on the imported `{'.'.join(target)}`")
+        elif isinstance(node, ast.Call) and id(node.func) in literal_sets:
+            target = _chain(node.args[0]) or ["…"]
+            fake = ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Store(), lineno=node.lineno)
+            value = node.args[2] if len(node.args) > 2 else None
+            _store_findings(fake, target + [node.args[1].value], add, imported=imported, test_attrs=test_attrs,
+                            constant=isinstance(value, ast.Constant), function=_is_function(value, defined))
     return findings
+
+
+def _is_function(value: ast.AST | None, defined: set[str]) -> bool:
+    """A lambda, a function the notebook defines, or a builtin function (``print`` returns None: a silent check)."""
+    if isinstance(value, ast.Lambda):
+        return True
+    return isinstance(value, ast.Name) and (value.id in defined or (value.id in BUILTIN_NAMES and
+                                                                    callable(getattr(builtins, value.id, None))))
+
+
+def _store_findings(node: ast.Attribute, chain: list[str] | None, add, *, imported: set[str], test_attrs: set[str],
+                    constant: bool, function: bool) -> None:
+    dotted = ".".join(chain) if chain else f"….{node.attr}"
+    root = chain[0] if chain else None
+    if node.attr in test_attrs or node.attr in SENSITIVE_STORES:
+        add(REJECT, node, f"replaces `{dotted}`, which the tests or the kernel rely on")
+    elif root in imported and not constant:
+        add(REJECT, node, f"patches `{dotted}` of an imported module with code")
+    elif function and root not in ("self", "cls"):
+        add(REJECT, node, f"puts a function in place of `{dotted}` (monkeypatching)")
 
 
 _LINE = re.compile(r"\s+")
 
 
 def summarize(findings: list[Finding], limit: int = 3) -> str:
-    """"cell 'mean' line 2: patches `math.isclose`, which the tests use; ... (+2 more)"."""
+    """"'mean', line 2: replaces `math.isclose`, which the tests or the kernel rely on; ... (+2 more)"."""
     text = "; ".join(_LINE.sub(" ", str(f)) for f in findings[:limit])
     return text + (f" (+{len(findings) - limit} more)" if len(findings) > limit else "")

@@ -14,6 +14,7 @@ submission is graded again its old result and feedback are deleted, so a crash m
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -228,9 +229,30 @@ def _plan(subs, info, options, opts, key, out, scratch) -> tuple[list[dict], lis
     return reused, jobs
 
 
+@contextlib.contextmanager
+def _importable_main():
+    """The fork server re-runs ``__main__`` from its file in every process; a script read from stdin
+    (``python - <<EOF``) has no file to re-run: hide its fake ``__file__`` while grading."""
+    main = sys.modules["__main__"]
+    fake = getattr(main, "__file__", None)
+    hide = fake is not None and getattr(main, "__spec__", None) is None and not os.path.isfile(fake)
+    if hide:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if hide:
+            main.__file__ = fake
+
+
 def _execute(jobs: list[dict], options: Options) -> list[dict]:
     if not jobs:
         return []
+    with _importable_main():
+        return _execute_jobs(jobs, options)
+
+
+def _execute_jobs(jobs: list[dict], options: Options) -> list[dict]:
     for job in jobs:
         job["options"]["key"] = job["key"]
     ctx = multiprocessing.get_context("forkserver")

@@ -10,6 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+# Fixture notebooks are data, not tests: nbval (make test collects *.ipynb with --nbval-lax) must never run them.
+# The grading fixtures include hostile submissions (fork bombs, infinite loops) and corrupt files on purpose.
+collect_ignore_glob = ["fixtures/*"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model():

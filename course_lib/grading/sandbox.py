@@ -150,13 +150,15 @@ def bwrap_args(spec: dict, cwd: str, connection_file: str, kernel_argv: list[str
             args += ["--ro-bind", "/etc/" + name, "/etc/" + name]
     for name in ("passwd", "group"):
         args += ["--ro-bind", os.path.join(spec["etc_dir"], name), "/etc/" + name]
-    for root in spec["ro_roots"]:
-        mkdirs(root)
-        args += ["--ro-bind", root, root]
+    # /proc, /dev and the private /tmp first: a read-only root under /tmp (a checkout in /tmp) is bound on top of the
+    # tmpfs, not hidden by it
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(spec["tmp_mb"] * MB), "--tmpfs", "/tmp",
              "--perms", "1777", "--size", str(16 * MB), "--tmpfs", "/dev/shm"]
     made.update({"/tmp", "/dev"})
+    for root in spec["ro_roots"]:
+        mkdirs(root)
+        args += ["--ro-bind", root, root]
     for path in (spec["ipc_dir"], connection_file):
         mkdirs(path)
     args += ["--bind", spec["ipc_dir"], spec["ipc_dir"], "--ro-bind", connection_file, connection_file]

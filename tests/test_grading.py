@@ -134,9 +134,11 @@ def test_fork_bomb_is_contained(graded):
     if result["status"] == GRADED:
         assert "hit the process limit" in result["reason"] and result["total"] == 3.0
     else:
-        # or the grader's own check could not start a thread inside the exhausted sandbox: rejected as tampering
-        assert result["status"] == REJECTED and ("fork bomb?" in result["reason"]
-                                                 or "can't start new thread" in result["reason"]), result["reason"]
+        # or the grader's own check could not start a thread inside the exhausted sandbox (rejected as tampering),
+        # or the forked copies starved the kernel of CPU until the notebook's time limit (a busy machine, CI)
+        assert result["status"] == REJECTED and any(
+            words in result["reason"] for words in ("fork bomb?", "can't start new thread", "s time limit")), \
+            result["reason"]
         assert result["total"] is None
 
 

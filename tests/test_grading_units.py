@@ -347,10 +347,15 @@ def test_output_notes_explain_limits_from_errors():
                                                                     traceback=[])]),
                              new_code_cell("y", outputs=[new_output("error", ename="BlockingIOError",
                                                                     evalue="[Errno 11] Resource temporarily "
-                                                                           "unavailable", traceback=[])])])
+                                                                           "unavailable", traceback=[])]),
+                             new_code_cell("z", outputs=[new_output(  # torch's CPU allocator, as a training cell hits it
+                                 "error", ename="RuntimeError", evalue="[enforce fail at alloc_cpu.cpp:127] err == 0. "
+                                 "DefaultCPUAllocator: can't allocate memory: you tried to allocate 53739520 bytes. "
+                                 "Error code 12 (Cannot allocate memory)", traceback=[])])])
     nbformat.validate(nb)
-    notes = verdict.output_notes(nb, guard.Guard(), ["first cell", "second cell"])
-    assert notes == ["first cell ran out of its memory limit", "second cell hit the process limit"]
+    notes = verdict.output_notes(nb, guard.Guard(), ["first cell", "second cell", "third cell"])
+    assert notes == ["first cell ran out of its memory limit (--memory raises it)", "second cell hit the process limit",
+                     "third cell ran out of its memory limit (--memory raises it)"]
 
 
 def test_csv_leaves_scores_of_rejected_rows_empty(tmp_path):

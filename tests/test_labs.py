@@ -4,9 +4,10 @@
 - `nbgrader autograde` gives the unsolved release 0 on every cell, the committed solution full autograded marks
   (its written answers are left for a person), and a submission that passes only the visible tests less than that;
 - `solutions/` is exactly what `nbgrader generate_solution` writes from the source;
-- the dataset lab's export is what its generator writes, with every planted problem where the manifest says.
+- the dataset lab's export is what its generator writes, with every planted problem where the manifest says;
+- the fine-tune lab's note checks name what is wrong (a stray number, a stale value, an unknown key).
 
-Both labs are graded in parallel (one course folder each): about a minute on 2 cores.
+The three labs are graded in parallel (one course folder each), in the fast profile (COURSE_PROFILE=fast).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from course_lib import data
 
 ROOT = Path(__file__).resolve().parent.parent
-LABS = ("dataset_lab", "lora_lab")
+LABS = ("dataset_lab", "lora_lab", "finetune_lab")
 BIN = Path(sys.executable).parent  # nbgrader, and the `alembic` command it runs, live next to the interpreter
 COURSE_ID = "finetune-course"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -52,11 +53,22 @@ VISIBLE_ONLY = {
         # the right shapes and a zero B, but the update is not scaled by alpha / r
         "lora_layer": ("self.scaling = alpha / r", "self.scaling = 1.0"),
     },
+    "finetune_lab": {
+        # a LoRA run whose loss falls, but without the replay rows
+        "train": ("replay=replay, ", ""),
+        # no length check: zip drops the answers (or rows) that have no partner
+        "comparison_table": ("if len(predictions) != len(rows):", "if False:"),
+        # an interval that ends at 0 read as a real difference
+        "real_or_noise": ("if low > 0:", "if low >= 0:"),
+        # a number typed from the README instead of taken from this run's table (the note quotes it consistently)
+        "note": ('"tuned_mean": tables["tuned"]["mean"]["accuracy"],', '"tuned_mean": 0.55,'),
+    },
 }
 # The cells each visible-only submission must lose (everything else must score full marks).
 VISIBLE_ONLY_LOSES = {
     "dataset_lab": {"find_bad_lines_hidden", "pii_hidden", "dedup_hidden", "split_hidden"},
     "lora_lab": {"lora_layer_hidden", "peft_hidden", "merge_hidden"},
+    "finetune_lab": {"train_hidden", "table_hidden", "verdict_hidden", "note_hidden"},
 }
 STUDENTS = ("unsolved", "solution", "visible_only")
 
@@ -120,12 +132,14 @@ def _grade_lab(base: Path, lab: str) -> dict:
 
     from nbgrader.api import Gradebook
 
+    written = _written_answers(lab)
     grades = {}
     with Gradebook(f"sqlite:///{course / 'gradebook' / 'gradebook.db'}", COURSE_ID) as gb:
         for student in STUDENTS:
             submission = gb.find_submission_notebook(lab, lab, student)
             grades[student] = {g.name: {"auto": g.auto_score, "max": g.max_score, "manual": g.needs_manual_grade,
-                                        "type": g.cell.cell_type} for g in submission.grades}
+                                        "type": g.cell.cell_type, "written": g.name in written}
+                               for g in submission.grades}
     return {"course": course, "release": release, "grades": grades,
             "solution_dir": base / lab / "solutions" / lab}
 
@@ -142,12 +156,18 @@ def _source(lab: str) -> nbformat.NotebookNode:
     return _read(ROOT / "labs" / "source" / lab / f"{lab}.ipynb")
 
 
+def _written_answers(lab: str) -> set[str]:
+    """Grade ids of the answers graded by hand: a markdown cell, or a code cell (the fine-tune lab's note)."""
+    return {_grade_id(c) for c in _source(lab).cells
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata.get("nbgrader", {}).get("solution")}
+
+
 def _autograded(grades: dict) -> dict:
-    return {k: v for k, v in grades.items() if v["type"] == "code"}
+    return {k: v for k, v in grades.items() if not v["written"]}
 
 
 def _manual(grades: dict) -> dict:
-    return {k: v for k, v in grades.items() if v["type"] == "markdown"}
+    return {k: v for k, v in grades.items() if v["written"]}
 
 
 # --- the source notebooks ---------------------------------------------------------------------------------------
@@ -168,6 +188,38 @@ def test_source_is_an_nbgrader_assignment_without_outputs(lab):
     assert 4 <= len(quiz) <= 6, "a quiz of 4 to 6 graded questions"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert not re.search(r"course_lib\.lora|from course_lib import [^\n]*\blora\b", code), "the learner writes LoRA"
+
+
+def _multiple_choice(lab: str) -> list[tuple[str, dict[str, str], str]]:
+    """(question number, {letter: option text}, right letter) for each lettered quiz question of a lab."""
+    cells, found = _source(lab).cells, []
+    for i, cell in enumerate(cells):
+        number = re.match(r"\*\*Q(\d+)\.\*\*", cell.source)
+        options = dict(re.findall(r"^- \*\*([A-D])\.\*\* (.*)$", cell.source, re.M))
+        if cell.cell_type == "markdown" and number and options:
+            right = re.search(r'Q\d+ = "([A-D])"', cells[i + 1].source)
+            assert right, f"{lab} Q{number.group(1)}: the next cell must hold its answer"
+            found.append((number.group(1), options, right.group(1)))
+    return found
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_quiz_answer_does_not_stand_out_by_length(lab):
+    """As for the notebooks' banks (tests/test_quiz.py): the right option may be the strictly longest, or more than
+    1.5x the others' mean length, in at most a third of the lab's lettered questions."""
+    questions = _multiple_choice(lab)
+    assert len(questions) >= 3, "three lettered questions per lab"
+    longest, long = [], []
+    for number, options, right in questions:
+        others = [len(text) for letter, text in options.items() if letter != right]
+        assert len(options) == 4, f"Q{number} has {len(options)} options"
+        if all(len(options[right]) > n for n in others):
+            longest.append(f"Q{number}")
+        if len(options[right]) > 1.5 * sum(others) / len(others):
+            long.append(f"Q{number}")
+    assert len(longest) <= len(questions) / 3, f"right option strictly longest in {longest}"
+    assert len(long) <= len(questions) / 3, f"right option over 1.5x the others' mean length in {long}"
+    assert len({right for _, _, right in questions}) > 1, "the right letters all sit in one slot"
 
 
 # --- release ----------------------------------------------------------------------------------------------------
@@ -237,6 +289,53 @@ def test_passing_only_the_visible_tests_is_not_full_marks(graded, lab):
     assert lost == VISIBLE_ONLY_LOSES[lab]
     score, total = sum(v["auto"] for v in grades.values()), sum(v["max"] for v in grades.values())
     assert score < total
+
+
+# `course grade` on the real labs: the one command of docs/instructor_guide.md, each kernel in its sandbox, with the
+# limits labs/README.md gives for each lab: a setup cell that imports torch and peft can pass the default 30 s on a
+# busy machine (here six kernels share the CPU), and the fine-tune lab trains a model (4 GB of address space).
+GRADE_LIMITS = {"dataset_lab": ["--cell-timeout", "120"], "lora_lab": ["--cell-timeout", "120"],
+                "finetune_lab": ["--cell-timeout", "120", "--memory", "4096"]}
+
+
+def _course_grade(graded_lab: dict, lab: str, base: Path) -> dict:
+    submissions, out = base / lab / "submissions", base / lab / "out"
+    for student, path in (("unsolved", graded_lab["release"] / f"{lab}.ipynb"),
+                          ("solution", ROOT / "solutions" / lab / f"{lab}.ipynb")):
+        (submissions / student).mkdir(parents=True)
+        shutil.copy(path, submissions / student / f"{lab}.ipynb")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COURSE_PROFILE": "fast"}
+    result = subprocess.run([str(BIN / "course"), "grade", str(submissions), "--assignment", lab, "--course",
+                             str(graded_lab["course"]), "--out", str(out), "--jobs", "2", "--quiet",
+                             *GRADE_LIMITS[lab]], env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0 and "sandbox" in result.stderr.lower() and os.geteuid() != 0:
+        pytest.skip(f"no sandbox for a non-root user here: {result.stderr[-300:]}")
+    assert result.returncode == 0, f"course grade failed:\n{result.stdout}\n{result.stderr}"
+    import csv
+
+    with open(out / "gradebook.csv", encoding="utf-8") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def course_graded(graded, tmp_path_factory):
+    base = tmp_path_factory.mktemp("course_grade")
+    with ThreadPoolExecutor(max_workers=len(LABS)) as pool:
+        futures = {lab: pool.submit(_course_grade, graded[lab], lab, base) for lab in LABS}
+        return {lab: f.result() for lab, f in futures.items()}
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_course_grade_gives_the_release_zero_and_the_solution_full_marks(course_graded, lab):
+    rows = course_graded[lab]
+    assert set(rows) == {"unsolved", "solution"}
+    unsolved, solution = rows["unsolved"], rows["solution"]
+    assert (unsolved["status"], float(unsolved["total"])) == ("graded", 0), unsolved
+    assert solution["status"] == "graded" and float(solution["total"]) == float(solution["max"]) > 0, solution
+    written = [column for column in solution if column.endswith("(manual)")]
+    assert written and all(solution[c] == "" for c in written), "written answers are left for a person"
+    assert all(unsolved[c] == "0" for c in written), "an untouched written answer scores 0"
+    assert "to grade by hand" in solution["reason"] and "memory" not in solution["reason"], solution["reason"]
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -360,3 +459,78 @@ def test_hidden_tests_agree_with_the_manifest(manifest):
             assert repr(value).replace("'", '"') in hidden, value
         if p["problem"] in ("exact_duplicate", "near_duplicate"):
             assert f'"{p["id"]}"' in hidden, p
+
+
+# --- the fine-tune lab's note checks ----------------------------------------------------------------------------
+
+
+def _cells(lab: str) -> dict[str, str]:
+    return {_grade_id(c): c.source for c in _source(lab).cells if _grade_id(c)}
+
+
+@pytest.fixture(scope="module")
+def note_scope():
+    """The fine-tune lab's parts 2 to 4 (solution, note, checks) run on hand-made answers: no model, no training."""
+    from types import SimpleNamespace
+
+    from course_lib import baselines, decide, evaluate, stats
+
+    cells = _cells("finetune_lab")
+    rows = data.load_split("heldout")[:12]
+    refs = [r["messages"][-1]["content"] for r in rows]
+    wrong = [json.dumps({**t, "category": "billing" if t["category"] != "billing" else "shipping"})
+             for t in baselines.targets(rows)]
+    answers = {"majority": baselines.majority(data.load_split("train"), rows), "tfidf": refs[:8] + wrong[8:],
+               "base": [""] * 12, "tuned": wrong[:4] + refs[4:10] + ["not JSON", ""]}
+    valid = [evaluate.score_answer(p, r)["json_valid"] for p, r in zip(answers["tuned"], refs)]
+    scope = {"baselines": baselines, "decide": decide, "evaluate": evaluate, "stats": stats, "heldout": rows,
+             "answers": answers, "STEPS": 60, "tuned_task": SimpleNamespace(metrics={"json_valid": sum(valid) / 12})}
+    exec(cells["comparison_table"], scope)
+    exec(cells["real_or_noise"], scope)
+    exec("tables = comparison_table(answers, heldout)", scope)
+    for gid in ("paired", "note", "note_helpers"):
+        exec(cells[gid], scope)
+    return scope
+
+
+def _note_check(scope: dict, gid: str, **changed) -> str | None:
+    """Run one of the note's test cells with some of the learner's variables changed: its message, or None."""
+    try:
+        exec(_cells("finetune_lab")[gid], {**scope, **changed})
+    except AssertionError as error:
+        return str(error)
+    return None
+
+
+def test_finetune_note_checks_pass_the_model_answer(note_scope):
+    assert _note_check(note_scope, "note_visible") is None
+    assert _note_check(note_scope, "note_hidden") is None
+    rounded = {k: round(v, 2) for k, v in note_scope["quoted"].items()}  # typed to two decimals is close enough
+    assert _note_check(note_scope, "note_hidden", quoted=rounded) is None
+
+
+def test_finetune_note_checks_name_what_is_wrong(note_scope):
+    note, quoted, thresholds = note_scope["note"], note_scope["quoted"], note_scope["thresholds"]
+    in_note = set(note_scope["decimals"](note))
+    measured = note_scope["measured_values"](note_scope["answers"], note_scope["heldout"])
+    absent = next(k for k, v in measured.items() if k not in quoted and f"{abs(v):.2f}" not in in_note)
+    stray = next(f"0.{n:02d}" for n in range(1, 100) if f"0.{n:02d}" not in in_note)
+    unchosen = next(x for x in (0.9, 0.85, 0.8, 0.75) if f"{x:.2f}" not in in_note)
+    cases = {  # cell, the learner's variables changed, what the message must name
+        "a number that is neither quoted nor chosen": ("note_visible", {"note": f"{note}\nAbout {stray} of them.\n"},
+                                                       stray),
+        "a quoted value the note does not write": ("note_visible", {"quoted": {**quoted, absent: measured[absent]}},
+                                                   absent),
+        "a chosen number the note does not write": ("note_visible", {"thresholds": [*thresholds, unchosen]},
+                                                    "thresholds[1]"),
+        "a key no measurement has": ("note_visible", {"quoted": {**quoted, "tuned_accuracy": 0.5}}, "tuned_accuracy"),
+        "a required number left out": ("note_visible", {"quoted": {k: v for k, v in quoted.items()
+                                                                   if k != "base_mean"}}, "base_mean"),
+        "a note the validator rejects": ("note_visible", {"note": note.split("## Decision")[0]}, "'## Decision'"),
+        "a value this run did not measure": ("note_hidden", {"quoted": {**quoted, "tfidf_priority":
+                                                                        quoted["tfidf_priority"] + 0.1}},
+                                             "tfidf_priority"),
+    }
+    for case, (gid, changed, named) in cases.items():
+        message = _note_check(note_scope, gid, **changed)
+        assert message is not None and named in message, (case, message)

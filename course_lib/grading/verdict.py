@@ -19,7 +19,9 @@ from .execute import exit_description
 from .guard import Guard, check_guard_cell
 
 SIGNATURES = [  # (error name or message fragment, note): what a limit or a blocked access looks like from inside
-    ("MemoryError", "ran out of its memory limit"),
+    ("MemoryError", "ran out of its memory limit (--memory raises it)"),
+    ("can't allocate memory", "ran out of its memory limit (--memory raises it)"),  # torch's CPU allocator
+    ("Cannot allocate memory", "ran out of its memory limit (--memory raises it)"),  # errno 12 (ENOMEM)
     ("Resource temporarily unavailable", "hit the process limit"),
     ("BlockingIOError", "hit the process limit"),
     ("Network is unreachable", "tried to reach the network (the sandbox has none)"),

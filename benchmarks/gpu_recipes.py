@@ -295,7 +295,7 @@ def predicted_gib(config, method: str, recipe: str, groups: list[list[torch.Tens
         kwargs["optimizer"] = "paged_adamw_8bit"
     if recipe == "naive":
         width = max(max(len(r) for r in g[s:s + 4]) for g in groups for s in range(0, len(g), 4))
-        kwargs.update(batch_size=4, seq_len=width, logits="fp32")
+        kwargs.update(batch_size=4, seq_len=width, logits="fp32", upcast_fp32=True)
     else:
         kwargs.update(batch_size=1, seq_len=max(sum(len(r) for r in g) for g in groups), logits="chunked",
                       padding_free=True)

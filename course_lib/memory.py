@@ -129,7 +129,7 @@ def peak_memory(
     config: Mapping[str, Any] | Any, *, method: str = "lora", weights: str = "bf16", batch_size: int, seq_len: int,
     r: int = 16, targets: str | Sequence[str] = "all-linear", checkpointing: bool = False, padding_free: bool = False,
     optimizer: str = "adamw", master_weights_fp32: bool | None = None, logits: str = "fp32",
-    cuda_overhead_gib: float = 0.5,
+    cuda_overhead_gib: float = 0.5, upcast_fp32: bool = False,
 ) -> dict[str, float]:
     """Peak GPU bytes of a training step (forward, backward, optimizer step) by part, and the peak itself ("total").
 
@@ -158,11 +158,17 @@ def peak_memory(
     - logits: batch x seq x vocab x 12 B: transformers computes the loss in fp32, and the backward of log_softmax
       holds its saved output, the incoming and the outgoing gradient at once. ``"bf16"`` halves that; ``"chunked"``
       (Liger / trl chunked loss) holds about one chunk of 1024 tokens x vocab in fp32 at a time.
+    - ``upcast_fp32`` (LoRA only): every frozen weight that is not 4-bit stored in fp32, as peft's
+      ``prepare_model_for_kbit_training`` leaves it (embeddings, norms and lm_head for QLoRA; all of them for bf16
+      LoRA). It adds only their 2 extra bytes each: the fp32 activations they then produce are not modelled.
     - overhead: ``cuda_overhead_gib`` for the CUDA context, cuBLAS workspaces and allocator fragmentation.
     - total: weights + adapters + optimizer + overhead + max(activations + logits, gradients), less the smaller of
       (one block, logits) when checkpointing: gradients and activations never peak together (see the code).
     """
     _check(method, weights, r)
+    if upcast_fp32 and method != "lora":
+        raise ValueError("upcast_fp32 describes a LoRA model's frozen weights; full fine-tuning chooses its dtype "
+                         "with weights= (and master_weights_fp32=).")
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
@@ -191,6 +197,10 @@ def peak_memory(
     else:
         adapters = lora_parameter_count(s, r, targets)
         parts["weights"] = training_memory(s, "lora", weights, r, targets)["weights"] - 4.0 * adapters
+        if upcast_fp32 and weights != "fp32":
+            quantised = s["num_hidden_layers"] * sum(a * b for a, b in linear_shapes(s).values()) \
+                if weights == "4bit" else 0
+            parts["weights"] += 2.0 * (total_params - quantised)
         parts["adapters"] = 4.0 * adapters
         parts["gradients"] = 4.0 * adapters
         parts["optimizer"] = adapters * (8.0 if moments is None else moments)

@@ -75,6 +75,14 @@ def test_qlora_on_llama_8b_by_hand():
     assert parts["weights"] == pytest.approx(quantised * NF4 + rest * 2, rel=1e-12)
     assert parts["adapters"] == adapters * 4 == parts["gradients"]  # fp32 adapters and their fp32 gradients
     assert parts["optimizer"] == adapters * 8  # AdamW's exp_avg and exp_avg_sq in fp32
+    # prepare_model_for_kbit_training casts the weights that are not 4-bit to fp32: 2 more bytes each
+    upcast = peak_memory(LLAMA_3_1_8B, method="lora", weights="4bit", batch_size=1, seq_len=512, upcast_fp32=True)
+    assert upcast["weights"] - parts["weights"] == rest * 2 == 2_101_878_784
+    bf16 = dict(method="lora", weights="bf16", batch_size=1, seq_len=512)
+    everything = 32 * block + rest
+    assert peak_memory(LLAMA_3_1_8B, **bf16, upcast_fp32=True)["weights"] == everything * 4
+    with pytest.raises(ValueError, match="upcast_fp32 describes a LoRA model"):
+        peak_memory(LLAMA_3_1_8B, method="full", batch_size=1, seq_len=512, upcast_fp32=True)
 
 
 def test_70b_qlora_does_not_fit_24gb():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import math
 import os
@@ -116,34 +117,6 @@ def save_random(name: str, folder: Path) -> Path:
 ATTENTION = {"naive": "sdpa", "course": "sdpa"}  # --course-attention changes the course recipe's
 
 
-def register_varlen() -> None:
-    """``attn_implementation="course_varlen"``: PyTorch's own variable-length flash attention
-    (``torch.nn.attention.varlen``), fed the packed row's boundaries (``cu_seq_lens_q``), so each example attends
-    only to itself and no (L x L) mask is built: the work is the sum of len^2 over examples, not (sum of len)^2."""
-    import inspect
-
-    from torch.nn.attention.varlen import varlen_attn
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
-
-    accepts = inspect.signature(varlen_attn).parameters
-
-    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        dtype = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16  # fp32 under autocast
-        q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (1, heads, T, d) -> (T, heads, d)
-        if "enable_gqa" not in accepts and k.shape[1] != q.shape[1]:
-            k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
-        extra = {"is_causal": True} if "is_causal" in accepts else {"window_size": (-1, 0)}
-        if "enable_gqa" in accepts:
-            extra["enable_gqa"] = k.shape[1] != q.shape[1]
-        cu, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
-        out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)
-        return out[None], None  # (1, T, heads, d), as transformers' attention functions return
-
-    AttentionInterface.register("course_varlen", attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register("course_varlen", flash_attention_mask)
-
-
 def load(path: Path, method: str, recipe: str = "naive"):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -173,28 +146,6 @@ def prepare(model, method: str, recipe: str):
     return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
 
 
-def chunked_loss(hidden: torch.Tensor, head: torch.nn.Module, labels: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """Mean next-token cross-entropy without materialising all logits: Liger's fused kernel, else chunks of 2048
-    positions, each recomputed in the backward pass (``torch.utils.checkpoint``)."""
-    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    y = labels[:, 1:].reshape(-1)
-    try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-
-        return LigerFusedLinearCrossEntropyLoss()(head.weight, h, y), "liger"
-    except ImportError:
-        pass
-    total = h.new_zeros((), dtype=torch.float32)
-
-    def piece(x, t):
-        return torch.nn.functional.cross_entropy(head(x).float(), t, reduction="sum", ignore_index=-100)
-
-    for start in range(0, len(h), 2048):
-        total = total + torch.utils.checkpoint.checkpoint(piece, h[start:start + 2048], y[start:start + 2048],
-                                                          use_reentrant=False)
-    return total / (y != -100).sum(), "chunked-torch"
-
-
 def naive_step(model, group: list[torch.Tensor]) -> float:
     """Micro-batches of 4 padded to their longest row; the model's own loss; gradients accumulated."""
     losses, real = [], sum(len(r) for r in group)
@@ -214,22 +165,13 @@ def naive_step(model, group: list[torch.Tensor]) -> float:
 
 
 def course_step_loss(model, group: list[torch.Tensor], method: str = "lora") -> tuple[torch.Tensor, str]:
-    """One packed row: no padding, position ids restarting at each example, loss in chunks."""
-    ids = torch.cat(group)[None].to(DEVICE)
-    positions = torch.cat([torch.arange(len(r)) for r in group])[None].to(DEVICE)
-    labels = ids.clone()
-    starts = torch.cumsum(torch.tensor([0] + [len(r) for r in group[:-1]]), 0)
-    labels[0, starts[1:]] = -100  # the first token of each example is not predicted from the one before it
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    """The course's step (``course_lib.qlora.packed_loss``): one packed row, varlen attention, chunked loss."""
+    from course_lib import qlora
+
     with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=method == "full"):
-        # use_cache=False: with a cache, transformers ignores the position ids' restarts and lets attention cross
-        # from one example into the next (the packing check below catches it: 8e-3 instead of 1e-5)
-        lengths = torch.tensor([len(r) for r in group])
-        bounds = dict(cu_seq_lens_q=torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(DEVICE, torch.int32),
-                      max_length_q=int(lengths.max()))
-        bounds.update(cu_seq_lens_k=bounds["cu_seq_lens_q"], max_length_k=bounds["max_length_q"])
-        hidden = base.model(input_ids=ids, position_ids=positions, use_cache=False, **bounds).last_hidden_state
-        return chunked_loss(hidden, base.lm_head, labels)
+        loss = qlora.packed_loss(model, group)
+    fused = DEVICE == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    return loss, "liger" if fused else "chunked-torch"
 
 
 def course_step(model, group: list[torch.Tensor], method: str) -> tuple[float, str]:
@@ -384,7 +326,9 @@ def main() -> None:
         return repredict(Path(args.repredict))
     ATTENTION["course"] = args.course_attention
     if args.course_attention == "course_varlen":
-        register_varlen()
+        from course_lib.qlora import register_varlen_attention
+
+        register_varlen_attention()
     from machine import machine, versions
 
     peak = matmul_peak()

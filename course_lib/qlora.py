@@ -1,0 +1,225 @@
+"""QLoRA: a model loaded with its linear layers in 4-bit (bitsandbytes nf4), LoRA adapters on top, and the training
+step the course measured fastest on a GPU (``benchmarks/gpu_recipes.py``): no fp32 upcast of the frozen weights,
+non-reentrant checkpointing, examples packed into one row with variable-length flash attention, and a loss that
+never builds the full logits. bitsandbytes' 4-bit layers also run on a CPU (slowly), so every function here runs
+in CI on the tiny model; only the varlen attention kernel needs CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from course_lib import models
+from course_lib.paths import REPO_ROOT
+from course_lib.profile import get_profile
+
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "gpu_recipes.json"
+VARLEN = "course_varlen"  # the attn_implementation name register_varlen_attention() adds to transformers
+
+
+class QLoRAError(ValueError):
+    """A QLoRA step cannot run as asked; the message says what to change."""
+
+
+def quantization_config(device: str | None = None):
+    """``(BitsAndBytesConfig, why)``: nf4 with double quantisation, computing in the dtype this device trains best
+    in: bf16 on Ampere+ GPUs and on CPUs with bf16 instructions, fp16 on older GPUs such as Colab's T4, fp32 on
+    other CPUs."""
+    from transformers import BitsAndBytesConfig
+
+    choice = models.choose_device(device)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=choice.dtype)
+    return config, f"nf4 + double quantisation, computing in {str(choice.dtype).replace('torch.', '')}: {choice.reason}"
+
+
+def load_4bit(name: str | None = None, device: str | None = None, verbose: bool = True):
+    """``(model, tokenizer)`` with the blocks' linear layers stored in 4-bit; embeddings, norms and the head keep
+    the compute dtype (bitsandbytes leaves them as they are)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise QLoRAError("bitsandbytes is not installed: `pip install bitsandbytes` (it is in the course's "
+                         "dependencies; on Colab run the install cell again).") from err
+    from transformers import AutoModelForCausalLM
+
+    config, why = quantization_config(device)
+    choice = models.choose_device(device)
+    name = name or get_profile().model
+    source = models.resolve(name)
+    start = time.perf_counter()
+    tokenizer = models.load_tokenizer(name)
+    model = models._from_pretrained(AutoModelForCausalLM, source, quantization_config=config,
+                                    dtype=config.bnb_4bit_compute_dtype,
+                                    device_map={"": 0 if choice.device.startswith("cuda") else choice.device})
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if verbose:
+        print(f"Loaded {name!r} in 4-bit in {time.perf_counter() - start:.1f} s on {choice.device}: {why}")
+    return model.eval(), tokenizer
+
+
+def storage_bytes(model: torch.nn.Module) -> dict[str, int]:
+    """Bytes the weights really take, by kind: ``4bit`` (packed nf4 data and its quantisation constants: one
+    8-bit scale per 64 weights, one fp32 scale per 256 of those, as ``course_lib.memory`` counts them) and
+    ``other`` (every other parameter, at its dtype). ``get_memory_footprint()`` leaves the constants out."""
+    import bitsandbytes as bnb
+
+    quantised = other = 0
+    seen: set[int] = set()  # tied weights (SmolLM2's embedding and head) are one tensor: count it once
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            weight = module.weight
+            quantised += weight.numel() * weight.element_size()
+            state = weight.quant_state
+            quantised += state.absmax.numel() * state.absmax.element_size()
+            if state.state2 is not None:  # double quantisation: the scales of the scales, and their offset
+                quantised += state.state2.absmax.numel() * state.state2.absmax.element_size() + 4
+            seen.add(id(weight))
+        for param in module.parameters(recurse=False):
+            if id(param) not in seen:
+                seen.add(id(param))
+                other += param.numel() * param.element_size()
+    return {"4bit": quantised, "other": other, "total": quantised + other}
+
+
+def add_adapters(model, r: int = 16, alpha: int = 32, targets: str | list[str] = "all-linear",
+                 checkpointing: bool = True):
+    """LoRA adapters on a (4-bit) model, the course's way: frozen weights keep their dtype (peft's
+    ``prepare_model_for_kbit_training`` would cast every non-4-bit weight to fp32: +2 bytes each, measured 2 GiB on
+    Llama-3.1-8B) and checkpointing is non-reentrant (no input-gradient trick, works with packed rows)."""
+    from peft import LoraConfig, get_peft_model
+
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
+                                            task_type="CAUSAL_LM"))
+
+
+def register_varlen_attention() -> str:
+    """Add ``attn_implementation="course_varlen"`` to transformers: PyTorch's own variable-length flash attention
+    (``torch.nn.attention.varlen``, CUDA only) fed each packed example's boundaries, so no example attends to
+    another and no (L x L) mask is built: attention costs the sum of len^2, not (sum of len)^2. With sdpa instead,
+    the 8B recipe ran at 2,639 tokens/s against 5,794 (``benchmarks/results/gpu_recipes*.json``)."""
+    import inspect
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError as err:
+        raise QLoRAError(f"torch {torch.__version__} has no torch.nn.attention.varlen (PyTorch 2.10+): use "
+                         "attn_implementation='sdpa' (correct, slower on long packed rows).") from err
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+    accepts = inspect.signature(varlen_attn).parameters
+
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        if "cu_seq_lens_q" not in kwargs:
+            raise QLoRAError("course_varlen attention needs the packed row's boundaries: call the model through "
+                             "qlora.packed_loss (it passes cu_seq_lens_q), or load it with attn_implementation='sdpa'.")
+        dtype = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (1, heads, T, d) -> (T, heads, d)
+        if "enable_gqa" not in accepts and k.shape[1] != q.shape[1]:
+            k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
+        extra: dict[str, Any] = {"is_causal": True} if "is_causal" in accepts else {"window_size": (-1, 0)}
+        if "enable_gqa" in accepts:
+            extra["enable_gqa"] = k.shape[1] != q.shape[1]
+        cu, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
+        return varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)[None], None
+
+    AttentionInterface.register(VARLEN, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, flash_attention_mask)
+    return VARLEN
+
+
+def packed_loss(model, rows: list[torch.Tensor], labels: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean next-token loss of ``rows`` (token-id tensors) packed into ONE row without padding: position ids restart
+    at each example (and the varlen attention gets the boundaries), the first token of each example is not
+    predicted from the previous example, and the loss goes through the head in chunks (Liger's fused kernel when
+    installed), so the (tokens x vocabulary) logits never exist at once. ``labels``: per-row targets with -100 where
+    no loss is wanted (the prompt); default: every token."""
+    if not rows:
+        raise QLoRAError("packed_loss got no rows: pass a list of 1-D token-id tensors.")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = next(base.parameters()).device
+    ids = torch.cat(rows)[None].to(device)
+    target = torch.cat(labels if labels is not None else rows)[None].clone().to(device)
+    lengths = torch.tensor([len(r) for r in rows])
+    starts = torch.nn.functional.pad(lengths.cumsum(0), (1, 0))
+    target[0, starts[1:-1]] = -100  # the first token of every example after the first
+    positions = torch.cat([torch.arange(n) for n in lengths.tolist()])[None].to(device)
+    bounds = {"cu_seq_lens_q": starts.to(device, torch.int32), "max_length_q": int(lengths.max())}
+    bounds.update(cu_seq_lens_k=bounds["cu_seq_lens_q"], max_length_k=bounds["max_length_q"])
+    # use_cache=False: with a cache transformers ignores the position ids' restarts and attention crosses examples
+    hidden = base.model(input_ids=ids, position_ids=positions, use_cache=False, **bounds).last_hidden_state
+    return chunked_cross_entropy(hidden[0, :-1], base.lm_head, target[0, 1:])
+
+
+def chunked_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor,
+                          chunk: int = 2048) -> torch.Tensor:
+    """Mean cross-entropy of ``head(hidden)`` against ``targets`` (-100 ignored) without the full logits: Liger's
+    fused linear cross-entropy on a GPU when installed, else chunks of ``chunk`` positions, each recomputed in the
+    backward pass (the same number to float rounding: tests compare it with the plain loss)."""
+    if not (targets != -100).any():
+        raise QLoRAError("every target is -100: nothing to learn from in this batch (check the label mask).")
+    if hidden.is_cuda and getattr(head, "bias", None) is None:
+        try:
+            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+            return LigerFusedLinearCrossEntropyLoss()(head.weight, hidden, targets)
+        except ImportError:
+            pass
+    total = hidden.new_zeros((), dtype=torch.float32)
+
+    def piece(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head(x).float(), t, reduction="sum", ignore_index=-100)
+
+    for start in range(0, len(hidden), chunk):
+        total = total + torch.utils.checkpoint.checkpoint(piece, hidden[start:start + chunk],
+                                                          targets[start:start + chunk], use_reentrant=False)
+    return total / (targets != -100).sum()
+
+
+def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:
+    """The recorded GPU comparison (``benchmarks/gpu_recipes.py``): its runs, and for each shape the course
+    recipe's tokens/s and peak memory as ratios of the textbook recipe's, measured in the same process."""
+    if not Path(path).exists():
+        raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
+    results = json.loads(Path(path).read_text())
+    ratios = {}
+    for name, run in results["runs"].items():
+        if run.get("recipe") == "course" and run.get("method") == "qlora" and run.get("shape") != "tiny":
+            naive = results["runs"].get(name.replace("-course", "-naive"))
+            if naive and "error" not in naive and "error" not in run:
+                ratios[run["shape"]] = {"tokens_per_s": run["tokens_per_s"] / naive["tokens_per_s"],
+                                        "peak_memory": run["peak_gib"] / naive["peak_gib"]}
+    return {**results, "ratios": ratios}
+
+
+def plot_recipes(results: dict[str, Any]):
+    """Figure: tokens/s against peak memory for each recorded QLoRA run, an arrow from the textbook recipe to the
+    course's for each model shape (up and to the left is better)."""
+    from course_lib.plots import new_figure
+
+    fig, (ax,) = new_figure()
+    runs = results["runs"]
+    for shape, ratio in results["ratios"].items():
+        naive, course = runs[f"{shape}-qlora-naive"], runs[f"{shape}-qlora-course"]
+        ax.annotate("", xy=(course["peak_gib"], course["tokens_per_s"]),
+                    xytext=(naive["peak_gib"], naive["tokens_per_s"]), arrowprops={"arrowstyle": "->", "alpha": 0.6})
+        ax.scatter([naive["peak_gib"]], [naive["tokens_per_s"]], color="tab:red", marker="o")
+        ax.scatter([course["peak_gib"]], [course["tokens_per_s"]], color="tab:green", marker="s")
+        ax.annotate(f"{shape}: {ratio['tokens_per_s']:.1f}x faster, {ratio['peak_memory']:.2f}x memory",
+                    (course["peak_gib"], course["tokens_per_s"]), textcoords="offset points", xytext=(6, 4))
+    ax.scatter([], [], color="tab:red", marker="o", label="textbook QLoRA")
+    ax.scatter([], [], color="tab:green", marker="s", label="course recipe")
+    ax.set(xscale="log", yscale="log", xlabel="peak GPU memory (GiB)", ylabel="real tokens / s",
+           title=f"QLoRA on an {results['machine'].get('gpu', 'GPU')}, random weights of real shapes")
+    ax.legend(loc="lower right")
+    return fig

@@ -1,0 +1,114 @@
+"""course_lib.qlora on the CPU, with the tiny model: the 4-bit load, its storage against the memory model, the
+course's adapters (no fp32 upcast), the packed loss against the examples one by one, the chunked loss against the
+plain one, and the recorded GPU comparison."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from course_lib import memory, qlora
+
+pytest.importorskip("bitsandbytes")
+
+
+@pytest.fixture(scope="module")
+def tiny_4bit():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return qlora.load_4bit("tiny", device="cpu", verbose=False)
+
+
+def test_linear_layers_are_4bit_and_storage_matches_the_memory_model(tiny_4bit):
+    import bitsandbytes as bnb
+
+    model, _ = tiny_4bit
+    blocks = [m for n, m in model.named_modules() if n.startswith("model.layers.") and isinstance(m, torch.nn.Linear)]
+    assert len(blocks) == 7 * model.config.num_hidden_layers and all(isinstance(m, bnb.nn.Linear4bit) for m in blocks)
+    assert not isinstance(model.lm_head, bnb.nn.Linear4bit)  # the head and the embeddings stay in bf16
+    stored = qlora.storage_bytes(model)
+    predicted = memory.peak_memory(model.config, method="lora", weights="4bit", batch_size=1, seq_len=1)["weights"]
+    # the memory model rounds the 256-block fp32 scales up as a fraction; the real layers store whole blocks
+    assert stored["total"] == pytest.approx(predicted, rel=1e-4)
+    # 73,728 linear weights (2 layers x (2·64·64 + 2·64·32 + 3·64·128)) at 4 bits, one uint8 scale per 64 of them
+    assert stored["4bit"] >= 73_728 // 2 + 73_728 // 64
+    embedding = model.config.vocab_size * model.config.hidden_size * 2  # tied with the head: counted once
+    norms = (2 * model.config.num_hidden_layers + 1) * model.config.hidden_size * 2
+    assert stored["other"] == embedding + norms
+
+
+def test_quantization_config_picks_the_compute_dtype_of_the_device():
+    config, why = qlora.quantization_config("cpu")
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype in (torch.bfloat16, torch.float32) and "nf4" in why
+
+
+def test_adapters_keep_frozen_weights_in_their_dtype_and_train_only_lora(tiny_4bit):
+    model, _ = tiny_4bit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = qlora.add_adapters(model, r=8, alpha=16)
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    # r·(in + out) per adapted layer: 8 · (2·(64+64) + 2·(64+32) + 3·(64+128)) per block, 2 blocks
+    assert sum(p.numel() for p in trainable.values()) == 2 * 8 * (2 * 128 + 2 * 96 + 3 * 192) == 16_384
+    assert peft_model.get_base_model().model.embed_tokens.weight.dtype == torch.bfloat16  # no fp32 upcast
+
+
+def test_packed_loss_equals_the_examples_one_by_one(tiny_4bit):
+    model, _ = tiny_4bit
+    torch.manual_seed(0)
+    rows = [torch.randint(0, 1000, (n,)) for n in (7, 12, 5)]
+    with torch.no_grad():
+        packed = qlora.packed_loss(model, rows).item()
+        each = sum(model(input_ids=r[None], labels=r[None], use_cache=False).loss.item() * (len(r) - 1)
+                   for r in rows) / sum(len(r) - 1 for r in rows)
+        # if attention leaked across examples, the 2nd and 3rd rows would see the 1st: the losses would differ
+        crossed = model(input_ids=torch.cat(rows)[None], labels=torch.cat(rows)[None], use_cache=False).loss.item()
+    assert packed == pytest.approx(each, rel=1e-3)
+    assert abs(crossed - each) > 10 * abs(packed - each)
+    with pytest.raises(qlora.QLoRAError, match="no rows"):
+        qlora.packed_loss(model, [])
+
+
+def test_chunked_cross_entropy_equals_the_plain_loss_and_its_gradient():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(37, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (37,))
+    targets[[0, 5, 36]] = -100
+    chunked = qlora.chunked_cross_entropy(hidden, head, targets, chunk=8)
+    (grad_chunked,) = torch.autograd.grad(chunked, hidden)
+    plain = torch.nn.functional.cross_entropy(head(hidden), targets, ignore_index=-100)
+    (grad_plain,) = torch.autograd.grad(plain, hidden)
+    assert chunked.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert torch.allclose(grad_chunked, grad_plain, atol=1e-7)
+    with pytest.raises(qlora.QLoRAError, match="every target is -100"):
+        qlora.chunked_cross_entropy(hidden, head, torch.full((37,), -100))
+
+
+def test_recorded_recipes_give_the_ratios_of_the_same_process():
+    results = qlora.recorded_recipes()
+    runs, ratios = results["runs"], results["ratios"]
+    assert set(ratios) == {"135m", "1b", "8b"}
+    assert ratios["8b"]["tokens_per_s"] == runs["8b-qlora-course"]["tokens_per_s"] / runs["8b-qlora-naive"]["tokens_per_s"]
+    assert round(ratios["8b"]["tokens_per_s"], 2) == 3.70 and round(ratios["8b"]["peak_memory"], 2) == 0.39
+    assert all(run["loss_went_down"] for run in runs.values())
+    fig = qlora.plot_recipes(results)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2 * 3 + 2 and ax.get_xscale() == "log"  # two points per shape, two legend keys
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["textbook QLoRA", "course recipe"]
+    with pytest.raises(qlora.QLoRAError, match="is missing"):
+        qlora.recorded_recipes("/nonexistent/gpu_recipes.json")
+
+
+def test_varlen_attention_registers_under_its_name():
+    from transformers import AttentionInterface
+
+    try:
+        name = qlora.register_varlen_attention()
+    except qlora.QLoRAError as err:
+        pytest.skip(str(err))
+    assert name == qlora.VARLEN and name in AttentionInterface._global_mapping

@@ -38,9 +38,11 @@ def quantization_config(device: str | None = None):
     return config, f"nf4 + double quantisation, computing in {str(choice.dtype).replace('torch.', '')}: {choice.reason}"
 
 
-def load_4bit(name: str | None = None, device: str | None = None, verbose: bool = True):
+def load_4bit(name: str | None = None, device: str | None = None, verbose: bool = True,
+              attention: str | None = None):
     """``(model, tokenizer)`` with the blocks' linear layers stored in 4-bit; embeddings, norms and the head keep
-    the compute dtype (bitsandbytes leaves them as they are)."""
+    the compute dtype (bitsandbytes leaves them as they are). ``attention``: transformers' attention
+    implementation (``qlora.register_varlen_attention()`` returns the course's, for packed rows on a GPU)."""
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
@@ -56,7 +58,8 @@ def load_4bit(name: str | None = None, device: str | None = None, verbose: bool 
     tokenizer = models.load_tokenizer(name)
     model = models._from_pretrained(AutoModelForCausalLM, source, quantization_config=config,
                                     dtype=config.bnb_4bit_compute_dtype,
-                                    device_map={"": 0 if choice.device.startswith("cuda") else choice.device})
+                                    device_map={"": 0 if choice.device.startswith("cuda") else choice.device},
+                                    **({"attn_implementation": attention} if attention else {}))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if verbose:
@@ -91,8 +94,8 @@ def storage_bytes(model: torch.nn.Module) -> dict[str, int]:
 def add_adapters(model, r: int = 16, alpha: int = 32, targets: str | list[str] = "all-linear",
                  checkpointing: bool = True):
     """LoRA adapters on a (4-bit) model, the course's way: frozen weights keep their dtype (peft's
-    ``prepare_model_for_kbit_training`` would cast every non-4-bit weight to fp32: +2 bytes each, measured 2 GiB on
-    Llama-3.1-8B) and checkpointing is non-reentrant (no input-gradient trick, works with packed rows)."""
+    ``prepare_model_for_kbit_training`` would cast every non-4-bit weight to fp32: +2 bytes each, 2 GiB on
+    Llama-3.1-8B by ``course_lib.memory``) and checkpointing is non-reentrant (no input-gradient trick, works with packed rows)."""
     from peft import LoraConfig, get_peft_model
 
     if checkpointing:
@@ -100,6 +103,22 @@ def add_adapters(model, r: int = 16, alpha: int = 32, targets: str | list[str] =
     model.config.use_cache = False
     return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
                                             task_type="CAUSAL_LM"))
+
+
+def varlen_available() -> tuple[bool, str]:
+    """Whether ``register_varlen_attention`` can be used here, and why: it needs a CUDA GPU of compute capability
+    8.0+ (flash attention: Ampere, Hopper; not Colab's T4) and PyTorch 2.10+."""
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU: packed rows use sdpa with a block mask (correct, slower on long rows)"
+    major, minor = torch.cuda.get_device_capability()
+    if major < 8:
+        return False, (f"{torch.cuda.get_device_name()} is compute capability {major}.{minor}; flash attention needs "
+                       "8.0+: packed rows use sdpa with a block mask")
+    try:
+        from torch.nn.attention import varlen  # noqa: F401
+    except ImportError:
+        return False, f"torch {torch.__version__} has no torch.nn.attention.varlen (2.10+): sdpa instead"
+    return True, f"{torch.cuda.get_device_name()}: PyTorch's variable-length flash attention for packed rows"
 
 
 def register_varlen_attention() -> str:
@@ -184,6 +203,68 @@ def chunked_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, targets: 
         total = total + torch.utils.checkpoint.checkpoint(piece, hidden[start:start + chunk],
                                                           targets[start:start + chunk], use_reentrant=False)
     return total / (targets != -100).sum()
+
+
+def next_token_agreement(model_a, model_b, tokenizer, texts: list[str]) -> dict[str, float]:
+    """How much two models (bf16 and its 4-bit copy, say) agree on ``texts``: the share of positions where their
+    most likely next token is the same, and the mean KL divergence of b's next-token distribution from a's."""
+    same = total = 0
+    kl = 0.0
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt").input_ids
+            la = model_a(input_ids=ids.to(model_a.device)).logits[0].float().cpu()
+            lb = model_b(input_ids=ids.to(model_b.device)).logits[0].float().cpu()
+            same += int((la.argmax(-1) == lb.argmax(-1)).sum())
+            total += len(la)
+            kl += float(torch.nn.functional.kl_div(lb.log_softmax(-1), la.log_softmax(-1), log_target=True,
+                                                   reduction="sum"))
+    return {"top1_agreement": same / total, "mean_kl": kl / total, "positions": total}
+
+
+def train_steps(model, rows: list[dict], tokenizer, steps: int, lr: float = 2e-4, rows_per_step: int = 8,
+                max_length: int = 1024, progress: bool = True) -> dict[str, Any]:
+    """``steps`` optimiser steps of the course's QLoRA recipe on chat ``rows`` (GreenLeaf format): each step packs
+    ``rows_per_step`` conversations into one row, learns only the assistant's answers (``data.labels``), AdamW on
+    the adapters. Returns the losses, real tokens per second (after the first step) and the peak GPU memory."""
+    from tqdm.auto import tqdm
+
+    from course_lib.data.labels import tokenize_sft
+
+    trainable = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    if not trainable:
+        raise QLoRAError("the model has no LoRA adapters to train (a 4-bit weight cannot be trained): call "
+                         "qlora.add_adapters(model) first.")
+    if steps < 1 or rows_per_step < 1 or not rows:
+        raise QLoRAError(f"need steps >= 1, rows_per_step >= 1 and some rows (got {steps}, {rows_per_step}, "
+                         f"{len(rows)} rows).")
+    encoded = [tokenize_sft(r["messages"], tokenizer, max_length, pad=False, row=str(r.get("id", i)))
+               for i, r in enumerate(rows)]
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    cuda = next(model.parameters()).is_cuda
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
+    losses, tokens, start = [], 0, time.perf_counter()
+    for step in tqdm(range(steps), desc="QLoRA steps", disable=not progress):
+        batch = [encoded[(step * rows_per_step + k) % len(encoded)] for k in range(rows_per_step)]
+        loss = packed_loss(model, [torch.tensor(e["input_ids"]) for e in batch],
+                           [torch.tensor(e["labels"]) for e in batch])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step == 0:  # the first step pays for warm-up (kernels, allocator): time the others
+            start, tokens = time.perf_counter(), 0
+        else:
+            tokens += sum(len(e["input_ids"]) for e in batch)
+    model.eval()
+    seconds = time.perf_counter() - start
+    return {"losses": losses, "tokens_per_s": tokens / seconds if steps > 1 else None,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+            "longest_packed_row": max(sum(len(encoded[(s * rows_per_step + k) % len(encoded)]["input_ids"])
+                                          for k in range(rows_per_step)) for s in range(steps))}
 
 
 def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:

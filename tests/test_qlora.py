@@ -112,3 +112,34 @@ def test_varlen_attention_registers_under_its_name():
     except qlora.QLoRAError as err:
         pytest.skip(str(err))
     assert name == qlora.VARLEN and name in AttentionInterface._global_mapping
+
+
+def test_train_steps_lower_the_loss_on_greenleaf_rows_and_say_what_is_wrong(tiny_4bit):
+    from course_lib import data
+
+    model, tok = tiny_4bit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = qlora.add_adapters(model, r=8, alpha=16, checkpointing=False)
+        torch.manual_seed(0)
+        run = qlora.train_steps(peft_model, data.load_split("train")[:4], tok, steps=6, lr=1e-2, rows_per_step=2,
+                                progress=False)
+    assert len(run["losses"]) == 6 and run["losses"][-1] < run["losses"][0]
+    assert run["tokens_per_s"] > 0 and run["peak_gib"] is None  # no GPU here
+    fresh, _ = qlora.load_4bit("tiny", device="cpu", verbose=False)
+    with pytest.raises(qlora.QLoRAError, match="no LoRA adapters to train"):
+        qlora.train_steps(fresh, data.load_split("train")[:2], tok, steps=1)
+    with pytest.raises(qlora.QLoRAError, match="need steps >= 1"):
+        qlora.train_steps(peft_model, [], tok, steps=1)
+
+
+def test_next_token_agreement_is_one_for_a_model_with_itself(tiny_4bit):
+    model, tok = tiny_4bit
+    same = qlora.next_token_agreement(model, model, tok, ["Hello there", "My order is late"])
+    assert same["top1_agreement"] == 1.0 and same["mean_kl"] == pytest.approx(0.0, abs=1e-6) and same["positions"] > 2
+
+
+def test_varlen_is_reported_unavailable_without_a_gpu():
+    ok, why = qlora.varlen_available()
+    if not torch.cuda.is_available():
+        assert not ok and "no CUDA GPU" in why

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -246,19 +247,23 @@ def train_steps(model, rows: list[dict], tokenizer, steps: int, lr: float = 2e-4
         torch.cuda.reset_peak_memory_stats()
     model.train()
     losses, tokens, start = [], 0, time.perf_counter()
-    for step in tqdm(range(steps), desc="QLoRA steps", disable=not progress):
-        batch = [encoded[(step * rows_per_step + k) % len(encoded)] for k in range(rows_per_step)]
-        loss = packed_loss(model, [torch.tensor(e["input_ids"]) for e in batch],
-                           [torch.tensor(e["labels"]) for e in batch])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if step == 0:  # the first step pays for warm-up (kernels, allocator): time the others
-            start, tokens = time.perf_counter(), 0
-        else:
-            tokens += sum(len(e["input_ids"]) for e in batch)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="bitsandbytes::gemv_4bit: an autograd kernel was not registered")
+        # ^ on a CPU, PyTorch warns that it backpropagates through bitsandbytes' 4-bit kernel by its fallback; the
+        #   adapters' gradients match those of the same model with dequantised bf16 layers (tests/test_qlora.py)
+        for step in tqdm(range(steps), desc="QLoRA steps", disable=not progress):
+            batch = [encoded[(step * rows_per_step + k) % len(encoded)] for k in range(rows_per_step)]
+            loss = packed_loss(model, [torch.tensor(e["input_ids"]) for e in batch],
+                               [torch.tensor(e["labels"]) for e in batch])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if step == 0:  # the first step pays for warm-up (kernels, allocator): time the others
+                start, tokens = time.perf_counter(), 0
+            else:
+                tokens += sum(len(e["input_ids"]) for e in batch)
     model.eval()
     seconds = time.perf_counter() - start
     return {"losses": losses, "tokens_per_s": tokens / seconds if steps > 1 else None,

@@ -143,3 +143,38 @@ def test_varlen_is_reported_unavailable_without_a_gpu():
     ok, why = qlora.varlen_available()
     if not torch.cuda.is_available():
         assert not ok and "no CUDA GPU" in why
+
+
+def test_gradients_through_4bit_layers_match_the_dequantised_model():
+    """PyTorch warns on a CPU that it backpropagates through bitsandbytes' 4-bit kernel by a fallback "that may be
+    silently incorrect": the adapters' gradients must equal those of the same model with each 4-bit layer replaced
+    by its dequantised bf16 weight (bf16 rounding: a few percent)."""
+    import copy
+
+    import bitsandbytes as bnb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantised, _ = qlora.load_4bit("tiny", device="cpu", verbose=False)
+        reference = copy.deepcopy(quantised)
+        for module in list(reference.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, bnb.nn.Linear4bit):
+                    linear = torch.nn.Linear(child.in_features, child.out_features, bias=False, dtype=torch.bfloat16)
+                    linear.weight.data = bnb.functional.dequantize_4bit(child.weight.data,
+                                                                       child.weight.quant_state).to(torch.bfloat16)
+                    setattr(module, name, linear)
+        models = [qlora.add_adapters(m, r=8, alpha=16, checkpointing=False) for m in (quantised, reference)]
+        torch.manual_seed(0)
+        state = {k: torch.randn_like(v) * 0.1 for k, v in models[0].state_dict().items() if "lora_" in k}
+        rows = [torch.randint(0, 1000, (n,)) for n in (9, 14)]
+        grads = []
+        for model in models:
+            model.load_state_dict(state, strict=False)  # the same adapters, B not zero: gradients reach every layer
+            qlora.packed_loss(model, rows).backward()
+            grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 28
+    for name, grad in grads[0].items():
+        reference_grad = grads[1][name]
+        assert grad is not None and reference_grad.norm() > 0
+        assert float((grad - reference_grad).norm() / reference_grad.norm()) < 0.05, name

@@ -29,6 +29,8 @@ REQUIRED = [
     "Warmup", "Gradient accumulation", "Gradient clipping", "Checkpoint", "Batch", "Effective batch size",
     "Gradient checkpointing", "SFT", "Short training prompt", "Base model", "Padding-free", "Overfitting", "Step",
     "Replay",
+    # 05
+    "NF4", "Double quantisation", "Variable-length attention", "Chunked cross-entropy", "MFU",
     # 06
     "Perplexity", "ROUGE-L", "Exact match", "Escalation recall", "Prompt injection", "Log-likelihood", "Break-even",
     "Behaviour drift", "Planted positive", "Verbatim regurgitation", "LLM-as-judge", "Rubric", "Position bias",

@@ -334,3 +334,32 @@ def test_find_adapter_returns_the_newest_for_this_base_only(tmp_path):
     assert train.find_adapter("/cache/tiny-llama", tmp_path) == new != old
     assert train.find_adapter("/cache/other", tmp_path) is None
     assert train.find_adapter("/cache/tiny-llama", tmp_path / "missing") is None
+
+
+def test_an_adam_step_on_a_bf16_weight_rounds_away_and_fp32_master_weights_keep_it():
+    """Why full fine-tuning keeps fp32 master weights: AdamW's first step moves each weight by the learning rate;
+    at 0.02, bf16's rounding step is 2^-13 (0.02 lies in [2^-6, 2^-5), 7 mantissa bits), so a 5e-5 step is lost."""
+    assert torch.finfo(torch.bfloat16).eps * 2**-6 == 2**-13 > 2 * 5e-5
+    kept = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        weight = torch.nn.Parameter(torch.full((4,), 0.02, dtype=dtype))
+        optimizer = torch.optim.AdamW([weight], lr=5e-5, weight_decay=0.0)
+        weight.grad = torch.ones_like(weight)
+        before = weight.detach().clone()
+        optimizer.step()
+        kept[dtype] = (weight.detach() - before).float()
+    assert torch.equal(kept[torch.bfloat16], torch.zeros(4))  # the update rounded away: the weight never moves
+    assert torch.allclose(kept[torch.float32], torch.full((4,), -5e-5), rtol=1e-3)
+
+
+def test_storage_dtype_keeps_fp32_master_weights_for_full_fine_tuning_on_gpu_presets():
+    for name in ("t4", "h100"):
+        preset = train.PRESETS[name]
+        for dtype in (torch.bfloat16, torch.float16):
+            assert train.storage_dtype(preset, "full", dtype)[0] == torch.float32
+            assert train.storage_dtype(preset, "lora", dtype)[0] == dtype  # adapters are fp32 already
+    cpu = train.PRESETS["cpu"]
+    assert train.storage_dtype(cpu, "lora", torch.bfloat16)[0] == torch.float32
+    assert train.storage_dtype(cpu, "full", torch.float32) == (torch.float32, "already fp32")
+    with pytest.raises(train.TrainSetupError, match="method='sgd'"):
+        train.storage_dtype(cpu, "sgd", torch.float32)

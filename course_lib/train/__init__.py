@@ -22,7 +22,7 @@ re-exported here: ``from course_lib import train``.
 from course_lib import data, models
 from course_lib.train.adapters import find_adapter, human_size, load_adapter, save_adapter, size_on_disk
 from course_lib.train.presets import (DEFAULT_LR, PRESETS, Preset, TrainSetupError, _check_method, choose_preset,
-                                      cpu_threads)
+                                      cpu_threads, storage_dtype)
 from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, reply_first_rows,
                                    training_rows,
                                    with_system_prompt)
@@ -35,7 +35,7 @@ __all__ = [
     # modules the recipe uses (tests patch models.cpu_has_native_bf16 as train.models)
     "data", "models",
     # presets
-    "DEFAULT_LR", "TrainSetupError", "Preset", "PRESETS", "choose_preset", "cpu_threads",
+    "DEFAULT_LR", "TrainSetupError", "Preset", "PRESETS", "choose_preset", "cpu_threads", "storage_dtype",
     # rows
     "Row", "SHORT_SYSTEM_PROMPT", "with_system_prompt", "training_rows", "prompt_completion_rows", "check_lengths",
     # weighting

@@ -98,6 +98,24 @@ def choose_preset(name: str | Preset | None = None) -> tuple[Preset, str]:
     return preset, reason
 
 
+def storage_dtype(preset: Preset, method: str, model_dtype: torch.dtype) -> tuple[torch.dtype, str]:
+    """The dtype the trained copy's weights are kept in during training, and why. Compute precision comes from
+    autocast (the preset's ``dtype``); what is stored is what the optimiser updates. Full fine-tuning of a bf16 or
+    fp16 model needs fp32 master weights: an Adam step moves a weight by about the learning rate (5e-5), and next to
+    a weight of 0.02 that is less than half of bf16's rounding step there (2^-13 = 1.2e-4), so the update rounds
+    away and the weight never moves (``tests/test_train_units.py`` shows it). LoRA's adapters are fp32 already
+    (peft), so the frozen base may stay in 16 bits on a GPU."""
+    _check_method(method)
+    if model_dtype == torch.float32:
+        return model_dtype, "already fp32"
+    if preset.needs == "cpu":
+        return torch.float32, "CPU: fp32 master weights, bf16 compute from autocast where the CPU has bf16 instructions"
+    if method == "full":
+        return torch.float32, ("full fine-tuning: fp32 master weights (a 5e-5 step on a 16-bit weight of 0.02 "
+                               "rounds away), 16-bit compute from autocast")
+    return model_dtype, "LoRA: the frozen base stays in 16 bits, the adapters train in fp32"
+
+
 def cpu_threads(threads: int | None = None) -> tuple[int, str]:
     """Set how many CPU threads PyTorch uses: ``threads``, or the physical cores that other programs leave free,
     from a 0.3 s sample of CPU use taken while this process is idle (the load average would count this notebook's

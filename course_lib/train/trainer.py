@@ -17,7 +17,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from course_lib import data, models
 from course_lib import lora as lora_module
 from course_lib.paths import cache_dir
-from course_lib.train.presets import DEFAULT_LR, Preset, TrainSetupError, _check_method, choose_preset, cpu_threads
+from course_lib.train.presets import (DEFAULT_LR, Preset, TrainSetupError, _check_method, choose_preset, cpu_threads,
+                                     storage_dtype)
 from course_lib.train.rows import (reply_first_rows, SHORT_SYSTEM_PROMPT, Row, check_lengths, prompt_completion_rows, training_rows,
                                    with_system_prompt)
 from course_lib.train.weighting import _weighted_trainer_class, decision_key_ids
@@ -204,8 +205,10 @@ def train_sft(
     else:
         model = copy.deepcopy(model_or_name)
         tokenizer = tokenizer or models.load_tokenizer(model.name_or_path)
-    if preset.needs == "cpu" and model.dtype != torch.float32:
-        model = model.float()  # fp32 master weights: bf16 compute comes from autocast (bf16=True), not the storage
+    dtype, why = storage_dtype(preset, method, model.dtype)
+    if dtype != model.dtype:
+        model = model.to(dtype)  # master weights: 16-bit compute comes from autocast (bf16=/fp16=True), not storage
+        print(f"  weights kept in {str(dtype).replace('torch.', '')}: {why}")
     model.train()
     lr = lr if lr is not None else DEFAULT_LR[method]
     if output_dir is None:

@@ -122,6 +122,18 @@ def varlen_available() -> tuple[bool, str]:
     return True, f"{torch.cuda.get_device_name()}: PyTorch's variable-length flash attention for packed rows"
 
 
+def boundaries(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(cu_seq_lens, longest)`` of a packed row from its position ids (which restart at 0 for each example, as
+    trl's padding-free collator and ``packed_loss`` write them): the int32 offsets where each example starts, plus
+    the row's end, and the longest example's length."""
+    positions = position_ids.reshape(-1)
+    if positions.numel() == 0 or int(positions[0]) != 0:
+        raise QLoRAError("packed position ids must start at 0 (one example per run of 0, 1, 2, ...).")
+    starts = torch.nonzero(positions == 0).reshape(-1)
+    cu = torch.cat([starts, torch.tensor([positions.numel()], device=starts.device)]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())
+
+
 def register_varlen_attention() -> str:
     """Add ``attn_implementation="course_varlen"`` to transformers: PyTorch's own variable-length flash attention
     (``torch.nn.attention.varlen``, CUDA only) fed each packed example's boundaries, so no example attends to
@@ -140,9 +152,13 @@ def register_varlen_attention() -> str:
     accepts = inspect.signature(varlen_attn).parameters
 
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        if "cu_seq_lens_q" not in kwargs:
-            raise QLoRAError("course_varlen attention needs the packed row's boundaries: call the model through "
-                             "qlora.packed_loss (it passes cu_seq_lens_q), or load it with attn_implementation='sdpa'.")
+        if "cu_seq_lens_q" in kwargs:
+            cu, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
+        elif kwargs.get("position_ids") is not None:  # trl's padding-free batches carry only the position ids
+            cu, longest = boundaries(kwargs["position_ids"])
+        else:
+            raise QLoRAError("course_varlen attention needs the packed row's boundaries (cu_seq_lens_q or "
+                             "position_ids): call the model through qlora.packed_loss, or use attn_implementation='sdpa'.")
         dtype = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
         q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (1, heads, T, d) -> (T, heads, d)
         if "enable_gqa" not in accepts and k.shape[1] != q.shape[1]:
@@ -150,7 +166,6 @@ def register_varlen_attention() -> str:
         extra: dict[str, Any] = {"is_causal": True} if "is_causal" in accepts else {"window_size": (-1, 0)}
         if "enable_gqa" in accepts:
             extra["enable_gqa"] = k.shape[1] != q.shape[1]
-        cu, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
         return varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)[None], None
 
     AttentionInterface.register(VARLEN, attention)

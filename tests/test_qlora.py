@@ -178,3 +178,12 @@ def test_gradients_through_4bit_layers_match_the_dequantised_model():
         reference_grad = grads[1][name]
         assert grad is not None and reference_grad.norm() > 0
         assert float((grad - reference_grad).norm() / reference_grad.norm()) < 0.05, name
+
+
+def test_boundaries_of_a_packed_row_from_its_position_ids():
+    cu, longest = qlora.boundaries(torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]]))
+    assert cu.tolist() == [0, 3, 5, 9] and cu.dtype == torch.int32 and longest == 4
+    cu, longest = qlora.boundaries(torch.arange(7))
+    assert cu.tolist() == [0, 7] and longest == 7
+    with pytest.raises(qlora.QLoRAError, match="must start at 0"):
+        qlora.boundaries(torch.tensor([3, 4, 0, 1]))

@@ -290,8 +290,9 @@ def plot_breakdown(rows: Sequence[Mapping[str, Any]], gpus: Mapping[str, float] 
         ax.axvline(gib, color="black", linestyle=(":", "--", "-.")[k % 3], linewidth=1, label=f"{gpu}: {gib:g} GiB")
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xscale="log", xlabel="GiB at the peak of a training step (log scale)", title="Where training memory goes")
-    ax.legend(fontsize=6, loc="lower right")
+    # a linear axis: on a log axis the stacked parts' lengths would not be proportional to their GiB
+    ax.set(xlabel="GiB at the peak of a training step", title="Where training memory goes")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, not over them
     return fig
 
 

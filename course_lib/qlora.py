@@ -322,5 +322,6 @@ def plot_recipes(results: dict[str, Any]):
     ax.scatter([], [], color="tab:green", marker="s", label="course recipe")
     ax.set(xscale="log", yscale="log", xlabel="peak GPU memory (GiB)", ylabel="real tokens / s",
            title=f"QLoRA on an {results['machine'].get('gpu', 'GPU')}, random weights of real shapes")
-    ax.legend(loc="lower right")
+    ax.margins(0.2)  # room for the labels
+    ax.legend(loc="lower left")
     return fig

@@ -42,12 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-SHAPES = {  # published configs (course_lib.lora / course_lib.memory), random weights; "tiny" for a CPU smoke run
-    "tiny": "TINY", "135m": "SMOLLM2_135M", "1b": "LLAMA_1B", "8b": "LLAMA_3_1_8B",
-}
-LLAMA_1B = dict(  # TinyLlama-1.1B's published config (1.10B parameters); the same as course_lib.memory.LLAMA_1B
-    hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-    vocab_size=32000, tie_word_embeddings=False)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=512, tie_word_embeddings=True)
 RUNS = {  # name: (shape, method, recipe)
@@ -63,15 +57,12 @@ LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear")
 
 
 def shape_config(name: str):
+    """The run's shape (published configs from ``course_lib.lora``; "tiny" for a CPU smoke run) as a LlamaConfig."""
     from transformers import LlamaConfig
 
     from course_lib import lora
 
-    try:
-        from course_lib import memory
-    except ImportError:  # the memory model is newer than this script's first runs
-        memory = None
-    shape = {"tiny": TINY, "1b": LLAMA_1B}.get(name) or getattr(memory, SHAPES[name], None) or getattr(lora, SHAPES[name])
+    shape = {"tiny": TINY, "135m": lora.SMOLLM2_135M, "1b": lora.LLAMA_1B, "8b": lora.LLAMA_3_1_8B}[name]
     return LlamaConfig(**shape, max_position_embeddings=4096, rms_norm_eps=1e-5, torch_dtype="bfloat16")
 
 
@@ -224,13 +215,11 @@ def check_packing(path: Path, rows: list[torch.Tensor]) -> float:
     return abs(packed.item() - each) / each
 
 
-def predicted_gib(config, method: str, recipe: str, groups: list[list[torch.Tensor]]) -> float | None:
+def predicted_gib(config, method: str, recipe: str, groups: list[list[torch.Tensor]]) -> float:
     """``course_lib.memory.peak_memory`` for this run's largest step: the naive recipe peaks at its widest padded
     micro-batch (4 rows x the longest of them), the course recipe at its longest packed row (batch 1)."""
-    try:
-        from course_lib import memory
-    except ImportError:
-        return None
+    from course_lib import memory
+
     kwargs = dict(method="full" if method == "full" else "lora", weights="fp32" if method == "full" else "4bit",
                   checkpointing=method != "full", r=LORA["r"], targets="all-linear")
     if method == "full":

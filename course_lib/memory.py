@@ -15,23 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from course_lib.lora.arithmetic import (BYTES_PER_PARAM, LLAMA_3_1_8B, LLAMA_3_1_70B, SMOLLM2_135M, _shape,
-                                        base_parameter_count, linear_shapes, lora_parameter_count, training_memory)
+from course_lib.lora.arithmetic import (BYTES_PER_PARAM, LLAMA_1B, LLAMA_3_1_8B, LLAMA_3_1_70B, LLAMA_3_2_1B,
+                                        LLAMA_3_2_3B, SMOLLM2_135M, _shape, base_parameter_count, linear_shapes,
+                                        lora_parameter_count, training_memory)
 from course_lib.lora.layer import ALL_LINEAR
 
 GIB = 2**30
-LLAMA_1B = dict(  # TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T: 1.10B parameters
-    hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-    vocab_size=32000, tie_word_embeddings=False,
-)
-LLAMA_3_2_1B = dict(  # meta-llama/Llama-3.2-1B: 1.24B parameters
-    hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-    vocab_size=128256, tie_word_embeddings=True,
-)
-LLAMA_3_2_3B = dict(  # meta-llama/Llama-3.2-3B: 3.21B parameters
-    hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
-    vocab_size=128256, tie_word_embeddings=True,
-)
 MODELS = {"SmolLM2-135M": SMOLLM2_135M, "TinyLlama-1.1B": LLAMA_1B, "Llama-3.2-3B": LLAMA_3_2_3B,
           "Llama-3.1-8B": LLAMA_3_1_8B, "Llama-3.1-70B": LLAMA_3_1_70B}
 

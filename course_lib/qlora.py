@@ -261,13 +261,14 @@ def train_steps(model, rows: list[dict], tokenizer, steps: int, lr: float = 2e-4
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     model.train()
-    losses, tokens, start = [], 0, time.perf_counter()
+    losses, tokens, longest, start = [], 0, 0, time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="bitsandbytes::gemv_4bit: an autograd kernel was not registered")
         # ^ on a CPU, PyTorch warns that it backpropagates through bitsandbytes' 4-bit kernel by its fallback; the
         #   adapters' gradients match those of the same model with dequantised bf16 layers (tests/test_qlora.py)
         for step in tqdm(range(steps), desc="QLoRA steps", disable=not progress):
             batch = [encoded[(step * rows_per_step + k) % len(encoded)] for k in range(rows_per_step)]
+            longest = max(longest, sum(len(e["input_ids"]) for e in batch))
             loss = packed_loss(model, [torch.tensor(e["input_ids"]) for e in batch],
                                [torch.tensor(e["labels"]) for e in batch])
             loss.backward()
@@ -282,9 +283,7 @@ def train_steps(model, rows: list[dict], tokenizer, steps: int, lr: float = 2e-4
     model.eval()
     seconds = time.perf_counter() - start
     return {"losses": losses, "tokens_per_s": tokens / seconds if steps > 1 else None,
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            "longest_packed_row": max(sum(len(encoded[(s * rows_per_step + k) % len(encoded)]["input_ids"])
-                                          for k in range(rows_per_step)) for s in range(steps))}
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "longest_packed_row": longest}
 
 
 def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:

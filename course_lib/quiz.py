@@ -30,6 +30,19 @@ class Question:
             )
 
 
+def answer_is_longest(question: Question) -> bool:
+    """True when the right option is strictly longer than every other: a test-wise learner's first guess (a tie
+    for longest does not single it out). Banks and labs keep this to at most a third of their questions."""
+    right = len(question.options[question.answer])
+    return all(right > len(o) for i, o in enumerate(question.options) if i != question.answer)
+
+
+def answer_length_ratio(question: Question) -> float:
+    """The right option's length over the mean length of the other options (characters)."""
+    others = [len(o) for i, o in enumerate(question.options) if i != question.answer]
+    return len(question.options[question.answer]) / (sum(others) / len(others))
+
+
 def load_bank(name: str) -> list[Question]:
     """Load the question bank ``course_lib/quizzes/<name>.json``."""
     path = BANK_DIR / f"{name}.json"

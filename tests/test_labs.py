@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import data
+from course_lib import data, quiz
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS = ("dataset_lab", "lora_lab", "finetune_lab")
@@ -190,8 +190,9 @@ def test_source_is_an_nbgrader_assignment_without_outputs(lab):
     assert not re.search(r"course_lib\.lora|from course_lib import [^\n]*\blora\b", code), "the learner writes LoRA"
 
 
-def _multiple_choice(lab: str) -> list[tuple[str, dict[str, str], str]]:
-    """(question number, {letter: option text}, right letter) for each lettered quiz question of a lab."""
+def _multiple_choice(lab: str) -> list[tuple[str, quiz.Question]]:
+    """(question number, the question) for each lettered quiz question of a lab (options A to D, answer letter in the
+    next cell)."""
     cells, found = _source(lab).cells, []
     for i, cell in enumerate(cells):
         number = re.match(r"\*\*Q(\d+)\.\*\*", cell.source)
@@ -199,7 +200,9 @@ def _multiple_choice(lab: str) -> list[tuple[str, dict[str, str], str]]:
         if cell.cell_type == "markdown" and number and options:
             right = re.search(r'Q\d+ = "([A-D])"', cells[i + 1].source)
             assert right, f"{lab} Q{number.group(1)}: the next cell must hold its answer"
-            found.append((number.group(1), options, right.group(1)))
+            letters = sorted(options)
+            found.append((number.group(1), quiz.Question(cell.source, tuple(options[k] for k in letters),
+                                                         letters.index(right.group(1)), "")))
     return found
 
 
@@ -209,17 +212,12 @@ def test_quiz_answer_does_not_stand_out_by_length(lab):
     1.5x the others' mean length, in at most a third of the lab's lettered questions."""
     questions = _multiple_choice(lab)
     assert len(questions) >= 3, "three lettered questions per lab"
-    longest, long = [], []
-    for number, options, right in questions:
-        others = [len(text) for letter, text in options.items() if letter != right]
-        assert len(options) == 4, f"Q{number} has {len(options)} options"
-        if all(len(options[right]) > n for n in others):
-            longest.append(f"Q{number}")
-        if len(options[right]) > 1.5 * sum(others) / len(others):
-            long.append(f"Q{number}")
+    assert all(len(q.options) == 4 for _, q in questions), "four options per question"
+    longest = [f"Q{n}" for n, q in questions if quiz.answer_is_longest(q)]
+    long = [f"Q{n}" for n, q in questions if quiz.answer_length_ratio(q) > 1.5]
     assert len(longest) <= len(questions) / 3, f"right option strictly longest in {longest}"
     assert len(long) <= len(questions) / 3, f"right option over 1.5x the others' mean length in {long}"
-    assert len({right for _, _, right in questions}) > 1, "the right letters all sit in one slot"
+    assert len({q.answer for _, q in questions}) > 1, "the right letters all sit in one slot"
 
 
 # --- release ----------------------------------------------------------------------------------------------------

@@ -75,17 +75,6 @@ def _all_banks() -> dict[str, list[quiz.Question]]:
     return banks
 
 
-def _right_is_strictly_longest(q: quiz.Question) -> bool:
-    right = len(q.options[q.answer])
-    return all(right > len(o) for i, o in enumerate(q.options) if i != q.answer)
-
-
-def _length_ratio(q: quiz.Question) -> float:
-    """Length of the right option over the mean length of the other options (characters)."""
-    others = [len(o) for i, o in enumerate(q.options) if i != q.answer]
-    return len(q.options[q.answer]) / (sum(others) / len(others))
-
-
 def _describe(name: str, i: int, q: quiz.Question) -> str:
     lengths = [len(o) for o in q.options]
     return f"{name} question {i} ({q.prompt[:60]!r}...): option lengths {lengths}, right = {q.answer}"
@@ -95,12 +84,12 @@ def test_length_helpers_on_known_questions():
     long_right = quiz.Question("q", ("a" * 30, "b" * 10, "c" * 10, "d" * 10), 0, "w")
     tie = quiz.Question("q", ("a" * 10, "b" * 10, "c" * 5, "d" * 5), 1, "w")
     short_right = quiz.Question("q", ("a" * 10, "b" * 20, "c" * 20, "d" * 20), 0, "w")
-    assert _right_is_strictly_longest(long_right) is True
-    assert _right_is_strictly_longest(tie) is False  # tied for longest does not single the answer out
-    assert _right_is_strictly_longest(short_right) is False
-    assert _length_ratio(long_right) == 3.0
-    assert _length_ratio(tie) == pytest.approx(10 / (20 / 3))
-    assert _length_ratio(short_right) == 0.5
+    assert quiz.answer_is_longest(long_right) is True
+    assert quiz.answer_is_longest(tie) is False  # tied for longest does not single the answer out
+    assert quiz.answer_is_longest(short_right) is False
+    assert quiz.answer_length_ratio(long_right) == 3.0
+    assert quiz.answer_length_ratio(tie) == pytest.approx(10 / (20 / 3))
+    assert quiz.answer_length_ratio(short_right) == 0.5
 
 
 def test_every_bank_has_six_questions_of_four_options():
@@ -113,7 +102,7 @@ def test_every_bank_has_six_questions_of_four_options():
 def test_right_answer_is_rarely_the_longest():
     failures = []
     for name, questions in _all_banks().items():
-        longest = [i for i, q in enumerate(questions) if _right_is_strictly_longest(q)]
+        longest = [i for i, q in enumerate(questions) if quiz.answer_is_longest(q)]
         print(f"{name}: right option strictly longest in {len(longest)} of {len(questions)} questions {longest}")
         if len(longest) > MAX_SHARE * len(questions):
             failures.append(f"{name}: right option is the strictly longest in {len(longest)} of {len(questions)} "
@@ -125,7 +114,7 @@ def test_right_answer_is_rarely_the_longest():
 def test_right_answer_is_not_much_longer_than_the_others():
     failures = []
     for name, questions in _all_banks().items():
-        ratios = [_length_ratio(q) for q in questions]
+        ratios = [quiz.answer_length_ratio(q) for q in questions]
         long = [i for i, r in enumerate(ratios) if r > MAX_RATIO]
         print(f"{name}: max ratio {max(ratios):.2f}; right option > {MAX_RATIO}x the others' mean in {long}")
         if len(long) > MAX_SHARE * len(questions):

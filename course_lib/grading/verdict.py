@@ -18,10 +18,11 @@ import stat
 from .execute import exit_description
 from .guard import Guard, check_guard_cell
 
+OUT_OF_MEMORY = "ran out of its memory limit (--memory raises it)"
 SIGNATURES = [  # (error name or message fragment, note): what a limit or a blocked access looks like from inside
-    ("MemoryError", "ran out of its memory limit (--memory raises it)"),
-    ("can't allocate memory", "ran out of its memory limit (--memory raises it)"),  # torch's CPU allocator
-    ("Cannot allocate memory", "ran out of its memory limit (--memory raises it)"),  # errno 12 (ENOMEM)
+    ("MemoryError", OUT_OF_MEMORY),
+    ("can't allocate memory", OUT_OF_MEMORY),  # torch's CPU allocator
+    ("Cannot allocate memory", OUT_OF_MEMORY),  # errno 12 (ENOMEM)
     ("Resource temporarily unavailable", "hit the process limit"),
     ("BlockingIOError", "hit the process limit"),
     ("Network is unreachable", "tried to reach the network (the sandbox has none)"),

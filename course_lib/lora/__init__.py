@@ -14,8 +14,8 @@ bf16 weights). Imports point one way: ``layer`` ← every other module. Everythi
 ``from course_lib import lora``.
 """
 
-from course_lib.lora.arithmetic import (ADAM_BYTES, BYTES_PER_PARAM, LLAMA_3_1_8B, LLAMA_3_1_70B, SMOLLM2_135M,
-                                        _shape, _with_total, base_parameter_count, linear_shapes, lora_parameter_count,
+from course_lib.lora.arithmetic import (ADAM_BYTES, BYTES_PER_PARAM, LLAMA_1B, LLAMA_3_1_8B, LLAMA_3_1_70B,
+                                        LLAMA_3_2_1B, LLAMA_3_2_3B, SMOLLM2_135M, _shape, _with_total, base_parameter_count, linear_shapes, lora_parameter_count,
                                         plot_trainable_vs_rank, training_memory)
 from course_lib.lora.from_peft import copy_from_peft
 from course_lib.lora.layer import (ALL_LINEAR, ATTENTION, LoRALinear, _check_hyperparameters, count_parameters,
@@ -32,7 +32,7 @@ __all__ = [
     # from_peft
     "copy_from_peft",
     # arithmetic
-    "SMOLLM2_135M", "LLAMA_3_1_8B", "LLAMA_3_1_70B", "BYTES_PER_PARAM", "ADAM_BYTES", "linear_shapes",
+    "SMOLLM2_135M", "LLAMA_1B", "LLAMA_3_2_1B", "LLAMA_3_2_3B", "LLAMA_3_1_8B", "LLAMA_3_1_70B", "BYTES_PER_PARAM", "ADAM_BYTES", "linear_shapes",
     "lora_parameter_count", "base_parameter_count", "training_memory", "plot_trainable_vs_rank",
     # scaling
     "SCALING_RULES", "OPTIMIZERS", "output_change", "change_by_rank", "plot_change_by_rank",

@@ -24,6 +24,18 @@ LLAMA_3_1_70B = dict(  # meta-llama/Llama-3.1-70B: 70.6B parameters
     hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
     vocab_size=128256, tie_word_embeddings=False,
 )
+LLAMA_1B = dict(  # TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T: 1.10B parameters
+    hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+    vocab_size=32000, tie_word_embeddings=False,
+)
+LLAMA_3_2_1B = dict(  # meta-llama/Llama-3.2-1B: 1.24B parameters
+    hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+    vocab_size=128256, tie_word_embeddings=True,
+)
+LLAMA_3_2_3B = dict(  # meta-llama/Llama-3.2-3B: 3.21B parameters
+    hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
+    vocab_size=128256, tie_word_embeddings=True,
+)
 
 BYTES_PER_PARAM = {
     "fp32": 4.0,

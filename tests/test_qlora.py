@@ -104,16 +104,6 @@ def test_recorded_recipes_give_the_ratios_of_the_same_process():
         qlora.recorded_recipes("/nonexistent/gpu_recipes.json")
 
 
-def test_varlen_attention_registers_under_its_name():
-    from transformers import AttentionInterface
-
-    try:
-        name = qlora.register_varlen_attention()
-    except qlora.QLoRAError as err:
-        pytest.skip(str(err))
-    assert name == qlora.VARLEN and name in AttentionInterface._global_mapping
-
-
 def test_train_steps_lower_the_loss_on_greenleaf_rows_and_say_what_is_wrong(tiny_4bit):
     from course_lib import data
 
@@ -137,12 +127,6 @@ def test_next_token_agreement_is_one_for_a_model_with_itself(tiny_4bit):
     model, tok = tiny_4bit
     same = qlora.next_token_agreement(model, model, tok, ["Hello there", "My order is late"])
     assert same["top1_agreement"] == 1.0 and same["mean_kl"] == pytest.approx(0.0, abs=1e-6) and same["positions"] > 2
-
-
-def test_varlen_is_reported_unavailable_without_a_gpu():
-    ok, why = qlora.varlen_available()
-    if not torch.cuda.is_available():
-        assert not ok and "no CUDA GPU" in why
 
 
 def test_gradients_through_4bit_layers_match_the_dequantised_model():
@@ -178,12 +162,3 @@ def test_gradients_through_4bit_layers_match_the_dequantised_model():
         reference_grad = grads[1][name]
         assert grad is not None and reference_grad.norm() > 0
         assert float((grad - reference_grad).norm() / reference_grad.norm()) < 0.05, name
-
-
-def test_boundaries_of_a_packed_row_from_its_position_ids():
-    cu, longest = qlora.boundaries(torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]]))
-    assert cu.tolist() == [0, 3, 5, 9] and cu.dtype == torch.int32 and longest == 4
-    cu, longest = qlora.boundaries(torch.arange(7))
-    assert cu.tolist() == [0, 7] and longest == 7
-    with pytest.raises(qlora.QLoRAError, match="must start at 0"):
-        qlora.boundaries(torch.tensor([3, 4, 0, 1]))

@@ -363,3 +363,51 @@ def test_storage_dtype_keeps_fp32_master_weights_for_full_fine_tuning_on_gpu_pre
     assert train.storage_dtype(cpu, "full", torch.float32) == (torch.float32, "already fp32")
     with pytest.raises(train.TrainSetupError, match="method='sgd'"):
         train.storage_dtype(cpu, "sgd", torch.float32)
+
+
+def test_adapters_take_autocast_inputs_changes_no_number(tiny_model):
+    """Without peft's cast of each adapter's input to fp32, a bf16-autocast step gives bit-identical loss and
+    gradients (the matmuls ran in bf16 either way), so train_sft may drop the cast for its speed."""
+    import copy
+
+    from peft import get_peft_model
+
+    model, _ = tiny_model
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 12))
+    results = []
+    for drop_cast in (False, True):
+        torch.manual_seed(1)  # the same A (peft's init) and B in both runs
+        peft_model = get_peft_model(copy.deepcopy(model), train.lora_config(r=4, lora_alpha=8))
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.1)  # B = 0 would hide the adapters from the loss
+        if drop_cast:
+            assert train.adapters_take_autocast_inputs(peft_model) == 14  # 7 linear layers x 2 blocks
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = peft_model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad}))
+    assert torch.equal(results[0][0], results[1][0])
+    assert results[0][1].keys() == results[1][1].keys()
+    assert all(torch.equal(results[0][1][n], results[1][1][n]) for n in results[0][1])
+
+
+def test_gpu_presets_are_the_configurations_the_gpu_benchmark_measured():
+    """The t4 and h100 presets are what benchmarks/gpu_greenleaf.py measured best within each GPU's memory, and
+    the recorded runs show the gain over the presets as they were (same process, same rows)."""
+    import json
+    from dataclasses import asdict
+
+    from course_lib.paths import REPO_ROOT
+
+    results = REPO_ROOT / "benchmarks" / "results"
+    h100 = json.loads((results / "gpu_greenleaf.json").read_text())["runs"]
+    t4 = json.loads((results / "gpu_greenleaf_t4.json").read_text())["runs"]
+    assert h100["1b-lora-packed-64"]["preset"] == asdict(train.PRESETS["h100"])
+    assert h100["1b-lora-packed-64"]["attention"] == "course_varlen" and h100["1b-lora-packed-64"]["peak_gib"] < 20
+    assert h100["1b-lora-packed-64"]["tokens_per_s"] > 5 * h100["1b-lora-h100-before"]["tokens_per_s"]
+    assert t4["1b-lora-t4-packed-16"]["preset"] == asdict(train.PRESETS["t4"])
+    assert t4["1b-lora-t4-packed-16"]["tokens_per_s"] > 3 * t4["1b-lora-t4-before"]["tokens_per_s"]
+    before = t4["1b-lora-t4-before"]["preset"]
+    assert before["batch_size"] * before["grad_accum"] == train.PRESETS["t4"].batch_size  # same examples a step

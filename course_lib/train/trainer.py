@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from course_lib import data, models
+from course_lib import attention, data, models
 from course_lib import lora as lora_module
 from course_lib.paths import cache_dir
 from course_lib.train.presets import (DEFAULT_LR, Preset, TrainSetupError, _check_method, choose_preset, cpu_threads,
@@ -130,6 +130,20 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
     return trainer
 
 
+def adapters_take_autocast_inputs(model) -> int:
+    """Stop peft from casting each adapter's input to the adapters' fp32 before its A and B matmuls; return how many
+    adapter layers changed. Under autocast (the bf16 and fp16 presets) those matmuls run in 16 bits whatever the
+    input, so the cast only copied every activation to fp32 and back, 154 times a step for a 1.1B llama: exact
+    (bf16 -> fp32 -> bf16 loses nothing), so the numbers do not change (``tests/test_train.py``), and on an H100 the
+    LoRA steps ran faster (``benchmarks/results/gpu_greenleaf.json``). The adapters themselves stay fp32."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    return len(layers)
+
+
 @dataclass
 class TrainResult:
     model: PreTrainedModel  # the trained model (a peft PeftModel for LoRA), in eval mode
@@ -209,6 +223,10 @@ def train_sft(
     if dtype != model.dtype:
         model = model.to(dtype)  # master weights: 16-bit compute comes from autocast (bf16=/fp16=True), not storage
         print(f"  weights kept in {str(dtype).replace('torch.', '')}: {why}")
+    own_attention = model.config._attn_implementation
+    used_attention, why = attention.for_packed_rows(model, preset.padding_free)
+    if preset.padding_free:
+        print(f"  attention {used_attention}: {why}")
     model.train()
     lr = lr if lr is not None else DEFAULT_LR[method]
     if output_dir is None:
@@ -236,6 +254,8 @@ def train_sft(
     trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
                             method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks,
                             decision_weight=decision_weight)
+    if method == "lora" and preset.dtype in ("bf16", "fp16"):
+        adapters_take_autocast_inputs(trainer.model)
     counts = lora_module.count_parameters(trainer.model)
     trainable, total = int(counts["trainable"]), int(counts["total"])
     print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
@@ -246,6 +266,7 @@ def train_sft(
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)
     answer_per_step = _answer_tokens_per_example(trainer.train_dataset) * preset.batch_size * preset.grad_accum
     trained = trainer.model.eval()
+    attention.restore(trained, own_attention)  # generation pads its batches: varlen would read them as one packed row
     if preset.needs == "cpu" and preset.dtype == "bf16":
         trained.to(torch.bfloat16)  # answer in bf16 too: 2.5x faster generation than fp32 on this CPU
     return TrainResult(

@@ -1,4 +1,4 @@
-"""``course`` command line: thin wrappers over course_lib (prepare-model, env, grade)."""
+"""``course`` command line: thin wrappers over course_lib (prepare-model, env, grade, serve)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,46 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if counts["error"] else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from course_lib import serve
+    from course_lib.paths import cache_dir
+
+    key = args.api_key or os.environ.get("COURSE_API_KEY", "")
+    try:
+        app = serve.create_app(args.data_dir or cache_dir() / "serve", key, max_upload_mb=args.max_upload_mb,
+                               check_target=args.check_triage)
+    except serve.ServiceSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"course serve: http://{args.host}:{args.port}/v1 (data in {app.state.service.store.root}); "
+          f"clients use OpenAI(base_url='http://{args.host}:{args.port}/v1', api_key=<your key>)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _serve_parser(sub) -> None:
+    serve = sub.add_parser(
+        "serve", help="run the local OpenAI-compatible fine-tuning service (files, jobs, models, chat)",
+        description="Serve the OpenAI API's fine-tuning workflow locally: upload JSONL files, create fine-tuning "
+                    "jobs (trained by course_lib's recipe on this machine), list models, chat with base and tuned "
+                    "models. Point the official openai client at http://HOST:PORT/v1 with the same API key.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--data-dir", default=None,
+                       help="folder for the database, uploads and models (default: <course cache>/serve)")
+    serve.add_argument("--api-key", default=None, help="the key clients must send (default: $COURSE_API_KEY)")
+    serve.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MiB (default 50)")
+    serve.add_argument("--check-triage", action="store_true",
+                       help="also refuse uploads whose answers are not valid GreenLeaf triage JSON")
+    serve.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+    serve.set_defaults(func=_serve)
+
+
 def _grade_parser(sub) -> None:
     grade = sub.add_parser(
         "grade", help="autograde a folder of submissions with nbgrader, each in its own sandbox",
@@ -122,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     prep.set_defaults(func=_prepare_model)
     sub.add_parser("env", help="print versions, device and GPU capabilities").set_defaults(func=_env)
     _grade_parser(sub)
+    _serve_parser(sub)
     args = parser.parse_args(argv)
     args.argv = argv
     return args.func(args)

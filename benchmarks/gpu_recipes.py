@@ -106,6 +106,7 @@ def save_random(name: str, folder: Path) -> Path:
 
 
 ATTENTION = {"naive": "sdpa", "course": "sdpa"}  # --course-attention changes the course recipe's
+LIGER_LAYERS = {"course": False}  # --liger-layers: Liger's RMSNorm, SwiGLU and RoPE kernels in the course recipe
 
 
 def load(path: Path, method: str, recipe: str = "naive"):
@@ -128,6 +129,11 @@ def prepare(model, method: str, recipe: str):
     if method == "full":
         model.config.use_cache = False
         return model
+    if recipe == "course" and LIGER_LAYERS["course"]:
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False, model=model)
     if recipe == "naive":
         model = prepare_model_for_kbit_training(model)  # the defaults: fp32 upcast, checkpointing on
     else:
@@ -309,11 +315,14 @@ def main() -> None:
     parser.add_argument("--models", default="/tmp/random-models")
     parser.add_argument("--course-attention", default="sdpa", choices=["sdpa", "flex_attention", "course_varlen"],
                         help="the course recipe's attention (sdpa: a block mask per packed row)")
+    parser.add_argument("--liger-layers", action="store_true",
+                        help="the course recipe also uses Liger's RMSNorm, SwiGLU and RoPE kernels")
     parser.add_argument("--repredict", metavar="RESULTS", help="only recompute the predictions in a results file")
     args = parser.parse_args()
     if args.repredict:
         return repredict(Path(args.repredict))
     ATTENTION["course"] = args.course_attention
+    LIGER_LAYERS["course"] = args.liger_layers
     if args.course_attention == "course_varlen":
         from course_lib.qlora import register_varlen_attention
 
@@ -324,7 +333,8 @@ def main() -> None:
     results = {"command": " ".join(sys.argv), "machine": machine(),
                "versions": versions(("torch", "transformers", "peft", "bitsandbytes", "liger-kernel")),
                "lengths": "lognormal, median 300, sigma 0.9, clipped to [32, 2048]; Zipf token ids",
-               "tokens_per_step": args.tokens, "course_attention": args.course_attention, "matmul_peak_tflops": round(peak / 1e12), "runs": {}}
+               "tokens_per_step": args.tokens, "course_attention": args.course_attention,
+               "liger_layers": args.liger_layers, "matmul_peak_tflops": round(peak / 1e12), "runs": {}}
     for name in args.only:
         shape = RUNS[name][0]
         rows = examples(shape_config(shape).vocab_size, 4000)

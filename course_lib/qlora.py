@@ -236,6 +236,29 @@ def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:
     return {**results, "ratios": ratios}
 
 
+PRESET_RUNS = {  # benchmarks/gpu_greenleaf.py runs: (results file, run before, run with the preset as it is now)
+    "h100: 1.1B LoRA": ("gpu_greenleaf.json", "1b-lora-h100-before", "1b-lora-packed-64"),
+    "h100: 135M LoRA": ("gpu_greenleaf.json", "135m-lora-h100-before", "135m-lora-packed-64"),
+    "t4 code path: 1.1B LoRA": ("gpu_greenleaf_t4.json", "1b-lora-t4-before", "1b-lora-t4-packed-16"),
+    "t4 code path: 135M LoRA": ("gpu_greenleaf_t4.json", "135m-lora-t4-before", "135m-lora-t4-packed-16"),
+}
+
+
+def recorded_presets(folder: Path = RESULTS.parent) -> list[dict[str, Any]]:
+    """The course's own GreenLeaf recipe (``train.train_sft``) on an H100 with each GPU preset as it was and as it is
+    (``benchmarks/gpu_greenleaf.py``, same process): tokens/s, peak GiB and the speed-up, one dict per row."""
+    rows = []
+    for label, (file, before, after) in PRESET_RUNS.items():
+        path = Path(folder) / file
+        if not path.exists():
+            raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
+        runs = json.loads(path.read_text())["runs"]
+        old, new = runs[before], runs[after]
+        rows.append({"run": label, "before": old, "after": new,
+                     "speedup": new["tokens_per_s"] / old["tokens_per_s"]})
+    return rows
+
+
 def plot_recipes(results: dict[str, Any]):
     """Figure: tokens/s against peak memory for each recorded QLoRA run, an arrow from the textbook recipe to the
     course's for each model shape (up and to the left is better)."""

@@ -162,3 +162,14 @@ def test_gradients_through_4bit_layers_match_the_dequantised_model():
         reference_grad = grads[1][name]
         assert grad is not None and reference_grad.norm() > 0
         assert float((grad - reference_grad).norm() / reference_grad.norm()) < 0.05, name
+
+
+def test_recorded_presets_pair_each_preset_with_its_old_version():
+    rows = qlora.recorded_presets()
+    assert [r["run"] for r in rows] == list(qlora.PRESET_RUNS)
+    h100 = rows[0]
+    assert (h100["before"]["tokens_per_s"], h100["after"]["tokens_per_s"]) == (4629, 27516)
+    assert h100["speedup"] == pytest.approx(27516 / 4629)
+    assert all(r["after"]["preset"]["padding_free"] and not r["before"]["preset"]["padding_free"] for r in rows)
+    with pytest.raises(qlora.QLoRAError, match="is missing"):
+        qlora.recorded_presets("/nonexistent")

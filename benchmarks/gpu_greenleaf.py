@@ -17,6 +17,7 @@ varlen attention equals the loss of the same rows padded with sdpa.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
@@ -142,9 +143,9 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
     if changes:  # SFTConfig options beyond the preset (Liger kernels, torch.compile, logging cadence)
         train.sft_config = lambda *a, **k: replace(real_config(*a, **k), **changes[0])
         trainer_module.sft_config = train.sft_config
-    real_cast = trainer_module.adapters_take_autocast_inputs
+    real_cast = trainer_module.adapter_input_casts_off
     if name.endswith("-before"):  # the code as it was, too: peft casts every adapter input to fp32
-        trainer_module.adapters_take_autocast_inputs = lambda model: 0
+        trainer_module.adapter_input_casts_off = lambda *args: contextlib.nullcontext()
     if force_sdpa:  # the T4's code path: no flash attention, packed rows get sdpa's block mask
         attention.varlen_available = lambda: (False, "forced sdpa (the T4 code path)")
     if DEVICE == "cuda":
@@ -155,7 +156,7 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
                                  save_steps=10**6, progress=False, callbacks=[clock.callback])
     finally:
         attention.varlen_available = real
-        trainer_module.adapters_take_autocast_inputs = real_cast
+        trainer_module.adapter_input_casts_off = real_cast
         train.sft_config = trainer_module.sft_config = real_config
     tokens = {h["step"]: h["num_tokens"] for h in result.history if "num_tokens" in h}
     losses = [h["loss"] for h in result.history if "loss" in h]

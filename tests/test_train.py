@@ -365,7 +365,7 @@ def test_storage_dtype_keeps_fp32_master_weights_for_full_fine_tuning_on_gpu_pre
         train.storage_dtype(cpu, "sgd", torch.float32)
 
 
-def test_adapters_take_autocast_inputs_changes_no_number(tiny_model):
+def test_adapter_input_casts_off_changes_no_number_and_ends_with_the_context(tiny_model):
     """Without peft's cast of each adapter's input to fp32, a bf16-autocast step gives bit-identical loss and
     gradients (the matmuls ran in bf16 either way), so train_sft may drop the cast for its speed."""
     import copy
@@ -382,11 +382,15 @@ def test_adapters_take_autocast_inputs_changes_no_number(tiny_model):
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.data.normal_(0, 0.1)  # B = 0 would hide the adapters from the loss
-        if drop_cast:
-            assert train.adapters_take_autocast_inputs(peft_model) == 14  # 7 linear layers x 2 blocks
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = peft_model(input_ids=ids, labels=ids).loss
-        loss.backward()
+        preset = replace(train.PRESETS["cpu"], dtype="bf16" if drop_cast else "fp32")  # fp32: the context is off
+        with train.adapter_input_casts_off(peft_model, preset, "lora"):
+            layers = [m for m in peft_model.modules() if hasattr(m, "lora_A")]
+            assert len(layers) == 14 and all(getattr(m, "cast_input_dtype_enabled", True) != drop_cast
+                                             for m in layers)  # 7 linear layers x 2 blocks
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = peft_model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        assert all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)  # back on after the context
         results.append((loss.detach(), {n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad}))
     assert torch.equal(results[0][0], results[1][0])
     assert results[0][1].keys() == results[1][1].keys()

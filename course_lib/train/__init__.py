@@ -27,7 +27,7 @@ from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prom
                                    training_rows,
                                    with_system_prompt)
 from course_lib.train.trainer import (LOSS_ON, TrainResult, _answer_tokens_per_example, _cut_after_answer,
-                                      adapters_take_autocast_inputs, build_trainer,
+                                      adapter_input_casts_off, build_trainer,
                                       latest_checkpoint, lora_config, sft_config, train_sft)
 from course_lib.train.watch import LiveLossPlot, _loss_points, plot_comparison, plot_history
 from course_lib.train.weighting import DECISION_END, _weighted_trainer_class, decision_key_ids, decision_weights
@@ -43,7 +43,7 @@ __all__ = [
     "DECISION_END", "decision_key_ids", "decision_weights",
     # trainer
     "LOSS_ON", "lora_config", "sft_config", "build_trainer", "TrainResult", "latest_checkpoint", "train_sft",
-    "adapters_take_autocast_inputs",
+    "adapter_input_casts_off",
     # watch
     "plot_history", "plot_comparison", "LiveLossPlot",
     # adapters

@@ -130,18 +130,17 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
     return trainer
 
 
-def adapters_take_autocast_inputs(model) -> int:
-    """Stop peft from casting each adapter's input to the adapters' fp32 before its A and B matmuls; return how many
-    adapter layers changed. Under autocast (the bf16 and fp16 presets) those matmuls run in 16 bits whatever the
-    input, so the cast only copied every activation to fp32 and back, 154 times a step for a 1.1B llama: exact
-    (bf16 -> fp32 -> bf16 loses nothing), so the numbers do not change (``tests/test_train.py``), and on an H100 the
-    LoRA steps ran faster (``benchmarks/results/gpu_greenleaf.json``). The adapters themselves stay fp32."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+def adapter_input_casts_off(model, preset: Preset, method: str):
+    """A context in which peft does not cast each adapter's input to the adapters' fp32 before its A and B matmuls
+    (``peft.helpers.disable_input_dtype_casting``), for LoRA under autocast (the bf16 and fp16 presets) only. There
+    those matmuls run in 16 bits whatever the input, so the cast only copied every activation to fp32 and back, 154
+    times a step for a 1.1B llama: exact (bf16 -> fp32 -> bf16 loses nothing), so the numbers do not change
+    (``tests/test_train.py``), and the LoRA steps run faster (``benchmarks/results/gpu_greenleaf.json``). Outside
+    training (no autocast) the cast is needed again: a bf16 input cannot meet the fp32 adapters, so it is only a
+    context."""
+    from peft.helpers import disable_input_dtype_casting
 
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    for layer in layers:
-        layer.cast_input_dtype_enabled = False
-    return len(layers)
+    return disable_input_dtype_casting(model, active=method == "lora" and preset.dtype in ("bf16", "fp16"))
 
 
 @dataclass
@@ -254,13 +253,12 @@ def train_sft(
     trainer = build_trainer(model, tokenizer, training_rows(train_rows, system_prompt, replay), eval_rows, config,
                             method=method, lora=lora, max_length=preset.max_length, callbacks=callbacks,
                             decision_weight=decision_weight)
-    if method == "lora" and preset.dtype in ("bf16", "fp16"):
-        adapters_take_autocast_inputs(trainer.model)
     counts = lora_module.count_parameters(trainer.model)
     trainable, total = int(counts["trainable"]), int(counts["total"])
     print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    with adapter_input_casts_off(trainer.model, preset, method):
+        trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)

@@ -35,6 +35,13 @@ REQUIRED = [
     "Perplexity", "ROUGE-L", "Exact match", "Escalation recall", "Prompt injection", "Log-likelihood", "Break-even",
     "Behaviour drift", "Planted positive", "Verbatim regurgitation", "LLM-as-judge", "Rubric", "Position bias",
     "Length bias", "Cohen's kappa",
+    # 07
+    "Preference pair", "DPO", "Reference model", "Implicit reward", "Reward margin", "Preference accuracy", "Beta",
+    "RLHF", "Reward model", "PPO", "KL penalty",
+    # 08 (the local fine-tuning service)
+    "OpenAI-compatible API", "Fine-tuning job", "API key", "Provenance",
+    # 08 (merge and export)
+    "Q8_0", "Modelfile", "Ollama",
 ]
 
 

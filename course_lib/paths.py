@@ -1,7 +1,9 @@
-"""Where the course keeps things: the repo's data folder and the user's cache."""
+"""Where the course keeps things: the repo's data folder and the user's cache; and a file's sha256, which names
+the exact bytes a model was trained on or written to (provenance)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,3 +19,12 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, as hex, as ``sha256sum`` prints it (read in 1 MiB pieces)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()

@@ -21,7 +21,6 @@ Tolerances, and why (max |logit difference| on the same inputs, logits of a few 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import time
@@ -30,19 +29,11 @@ from pathlib import Path
 import torch
 
 from course_lib import __version__, models
+from course_lib.paths import sha256_file  # noqa: F401 (re-exported)
 from course_lib.gguf_export import DTYPES, ExportError, export_gguf, read_metadata  # noqa: F401  (re-exported)
 
 MERGE_ATOL = 1e-2
 PROVENANCE_FILE = "provenance.json"
-
-
-def sha256_file(path: str | Path) -> str:
-    """The sha256 of a file's bytes, as ``sha256sum`` prints it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ shared between threads), and a busy timeout so two writers queue instead of fail
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
@@ -17,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
+from course_lib.paths import sha256_file  # noqa: F401 (files.py and the package use it from here)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -54,15 +55,6 @@ def new_id(prefix: str) -> str:
 
 def now() -> int:
     return int(time.time())
-
-
-def sha256_file(path: str | Path) -> str:
-    """The sha256 of a file's bytes, as hex (read in 1 MiB pieces)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 class Store:

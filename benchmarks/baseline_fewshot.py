@@ -31,8 +31,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import jsonschema  # noqa: E402
-
 from course_lib import baselines, evaluate, greenleaf, models  # noqa: E402
 from course_lib.paths import DATA_DIR  # noqa: E402
 
@@ -59,7 +57,7 @@ def _fallback_splits() -> tuple[list[dict], list[dict], list[dict]]:
         if roles != ["system", "user", "assistant"]:
             continue
         target = greenleaf.parse_triage(row["messages"][2]["content"])
-        if target is None or not jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA).is_valid(target):
+        if target is None or not greenleaf.triage_validator().is_valid(target):
             continue
         (heldout if row["family"] in families["heldout"] else train).append(row)
     return train, heldout, _load_regression()

@@ -6,6 +6,7 @@ A plant-care shop's support ticket goes in; one line of JSON comes out:
 
 from __future__ import annotations
 
+import functools
 import json
 
 CATEGORIES = (
@@ -41,6 +42,16 @@ TRIAGE_SCHEMA = {
     "required": list(FIELDS),
     "additionalProperties": False,
 }
+
+
+@functools.cache
+def triage_validator():
+    """The ``jsonschema`` validator of ``TRIAGE_SCHEMA``, built once and shared (data checks, task metrics, the
+    service's log). jsonschema is imported here, not with the module: the data generator uses this module with the
+    standard library only."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(TRIAGE_SCHEMA)
 
 
 def format_target(category: str, priority: str, needs_human: bool, reply: str) -> str:

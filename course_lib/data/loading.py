@@ -281,8 +281,7 @@ def check_target(answer: str) -> list[str]:
     depth = _bracket_depth(answer)
     if depth > MAX_DEPTH:  # too deep for the schema check to report safely
         return [f"nested {depth} levels deep; a triage answer is one flat JSON object"]
-    validator = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
-    return [f"{_field_path(e.absolute_path)}: {_message(e)}" for e in validator.iter_errors(obj)]
+    return [f"{_field_path(e.absolute_path)}: {_message(e)}" for e in greenleaf.triage_validator().iter_errors(obj)]
 
 
 def _row_problems(row: Any, fmt: str, check_target_json: bool) -> list[tuple[str, str, str]]:

@@ -9,12 +9,9 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-import jsonschema
-
 from course_lib import greenleaf
 
 SCORED_FIELDS = greenleaf.DECISION_FIELDS  # fields with one right answer; the reply is free text
-_VALIDATOR = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
 _PLACEHOLDER = re.compile(r"<[A-Z_]{3,}>")  # redaction placeholders: <EMAIL>, <PHONE>, ...
 
 
@@ -36,7 +33,7 @@ def score_answer(prediction: str, reference: str) -> dict:
     answer = greenleaf.parse_triage(prediction or "")
     parsed = isinstance(answer, dict)
     answer = answer if parsed else {}
-    scores = {"json_valid": parsed, "schema_valid": parsed and _VALIDATOR.is_valid(answer)}
+    scores = {"json_valid": parsed, "schema_valid": parsed and greenleaf.triage_validator().is_valid(answer)}
     for name in SCORED_FIELDS:
         scores[name] = parsed and name in answer and _same(answer[name], target.get(name))
     reply = answer.get("reply")

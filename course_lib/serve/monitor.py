@@ -10,19 +10,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import jsonschema
-
 from course_lib import greenleaf, stats
 from course_lib.serve.store import Store
-
-_SCHEMA = jsonschema.Draft202012Validator(greenleaf.TRIAGE_SCHEMA)
 
 
 def judge_answer(text: str) -> tuple[bool, bool]:
     """``(valid_json, schema_valid)`` of an answer: it holds a JSON object (``greenleaf.parse_triage``), and that
     object is a valid triage answer."""
     obj = greenleaf.parse_triage(text or "")
-    return isinstance(obj, dict), isinstance(obj, dict) and _SCHEMA.is_valid(obj)
+    return isinstance(obj, dict), isinstance(obj, dict) and greenleaf.triage_validator().is_valid(obj)
 
 
 def record(store: Store, completion_id: str, model: str, latency_s: float, answer: dict,

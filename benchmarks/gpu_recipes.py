@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=512, tie_word_embeddings=True)
+from course_lib.train.launch import shape_config  # noqa: E402  (the run's shape; the launcher builds the same ones)
+
 RUNS = {  # name: (shape, method, recipe)
     "tiny-qlora-naive": ("tiny", "qlora", "naive"), "tiny-qlora-course": ("tiny", "qlora", "course"),
     "tiny-full-course": ("tiny", "full", "course"),
@@ -54,16 +54,6 @@ RUNS = {  # name: (shape, method, recipe)
 }
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the CPU only for a smoke run of the code (--only tiny-*)
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear")
-
-
-def shape_config(name: str):
-    """The run's shape (published configs from ``course_lib.lora``; "tiny" for a CPU smoke run) as a LlamaConfig."""
-    from transformers import LlamaConfig
-
-    from course_lib import lora
-
-    shape = {"tiny": TINY, "135m": lora.SMOLLM2_135M, "1b": lora.LLAMA_1B, "8b": lora.LLAMA_3_1_8B}[name]
-    return LlamaConfig(**shape, max_position_embeddings=4096, rms_norm_eps=1e-5, torch_dtype="bfloat16")
 
 
 def examples(vocab: int, n: int, seed: int = 0) -> list[torch.Tensor]:
@@ -107,6 +97,11 @@ def save_random(name: str, folder: Path) -> Path:
 
 ATTENTION = {"naive": "sdpa", "course": "sdpa"}  # --course-attention changes the course recipe's
 LIGER_LAYERS = {"course": False}  # --liger-layers: Liger's RMSNorm, SwiGLU and RoPE kernels in the course recipe
+# --offload-activations: the course recipe keeps no activations on the GPU between forward and backward: trl's
+# OffloadActivations moves them to pinned CPU memory on a side stream, instead of recomputing them (checkpointing).
+# --adapter-autocast: the (Q)LoRA step runs under bf16 autocast with peft's fp32 cast of adapter inputs switched off,
+# as train_sft does (train.adapter_input_casts_off); without it peft copies every adapter input to fp32.
+COURSE_OPTIONS = {"offload_activations": False, "adapter_autocast": False}
 
 
 def load(path: Path, method: str, recipe: str = "naive"):
@@ -136,7 +131,7 @@ def prepare(model, method: str, recipe: str):
                                     fused_linear_cross_entropy=False, model=model)
     if recipe == "naive":
         model = prepare_model_for_kbit_training(model)  # the defaults: fp32 upcast, checkpointing on
-    else:
+    elif not COURSE_OPTIONS["offload_activations"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
@@ -165,15 +160,26 @@ def course_step_loss(model, group: list[torch.Tensor], method: str = "lora") -> 
     """The course's step (``course_lib.qlora.packed_loss``): one packed row, varlen attention, chunked loss."""
     from course_lib import qlora
 
-    with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=method == "full"):
+    with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=method == "full" or COURSE_OPTIONS["adapter_autocast"]):
         loss = qlora.packed_loss(model, group)
     fused = DEVICE == "cuda" and importlib.util.find_spec("liger_kernel") is not None
     return loss, "liger" if fused else "chunked-torch"
 
 
 def course_step(model, group: list[torch.Tensor], method: str) -> tuple[float, str]:
-    loss, how = course_step_loss(model, group, method)
-    loss.backward()
+    import contextlib
+
+    from peft.helpers import disable_input_dtype_casting
+    from trl.models import get_act_offloading_ctx_manager
+
+    with contextlib.ExitStack() as stack:
+        if COURSE_OPTIONS["offload_activations"]:
+            stack.enter_context(get_act_offloading_ctx_manager(model, warn_if_no_head=False))
+        if COURSE_OPTIONS["adapter_autocast"] and method != "full":
+            stack.enter_context(disable_input_dtype_casting(model))
+            stack.enter_context(torch.autocast(DEVICE, dtype=torch.bfloat16))
+        loss, how = course_step_loss(model, group, method)
+        loss.backward()
     return loss.item(), how
 
 
@@ -317,12 +323,17 @@ def main() -> None:
                         help="the course recipe's attention (sdpa: a block mask per packed row)")
     parser.add_argument("--liger-layers", action="store_true",
                         help="the course recipe also uses Liger's RMSNorm, SwiGLU and RoPE kernels")
+    parser.add_argument("--offload-activations", action="store_true",
+                        help="the course recipe offloads activations to CPU (trl) instead of checkpointing")
+    parser.add_argument("--adapter-autocast", action="store_true",
+                        help="the course (Q)LoRA step under bf16 autocast, peft's fp32 input cast off")
     parser.add_argument("--repredict", metavar="RESULTS", help="only recompute the predictions in a results file")
     args = parser.parse_args()
     if args.repredict:
         return repredict(Path(args.repredict))
     ATTENTION["course"] = args.course_attention
     LIGER_LAYERS["course"] = args.liger_layers
+    COURSE_OPTIONS.update(offload_activations=args.offload_activations, adapter_autocast=args.adapter_autocast)
     if args.course_attention == "course_varlen":
         from course_lib.qlora import register_varlen_attention
 
@@ -334,7 +345,7 @@ def main() -> None:
                "versions": versions(("torch", "transformers", "peft", "bitsandbytes", "liger-kernel")),
                "lengths": "lognormal, median 300, sigma 0.9, clipped to [32, 2048]; Zipf token ids",
                "tokens_per_step": args.tokens, "course_attention": args.course_attention,
-               "liger_layers": args.liger_layers, "matmul_peak_tflops": round(peak / 1e12), "runs": {}}
+               "liger_layers": args.liger_layers, "course_options": dict(COURSE_OPTIONS), "matmul_peak_tflops": round(peak / 1e12), "runs": {}}
     for name in args.only:
         shape = RUNS[name][0]
         rows = examples(shape_config(shape).vocab_size, 4000)

@@ -1,4 +1,5 @@
-"""``course`` command line: thin wrappers over course_lib (prepare-model, env, grade, serve)."""
+"""``course`` command line: thin wrappers over course_lib (prepare-model, env, colab-cells, grade, serve,
+multi-gpu)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,23 @@ def _env(_: argparse.Namespace) -> int:
     from course_lib import models
 
     models.describe_environment()
+    return 0
+
+
+def _colab_cells(args: argparse.Namespace) -> int:
+    from course_lib import colab
+
+    try:
+        changed = colab.stamp_all(args.folder or colab.NOTEBOOKS_DIR, write=not args.check)
+    except colab.ColabCellError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        for name in changed:
+            print(f"{name}: badge or setup cell differs from what course_lib.colab generates; run `course colab-cells`",
+                  file=sys.stderr)
+        return 1 if changed else 0
+    print(f"stamped {len(changed)} notebooks: {', '.join(changed) or 'all were up to date'}")
     return 0
 
 
@@ -83,6 +101,39 @@ def _serve(args: argparse.Namespace) -> int:
           f"clients use OpenAI(base_url='http://{args.host}:{args.port}/v1', api_key=<your key>)")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _multi_gpu(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from course_lib.train import TrainSetupError, launch
+
+    try:
+        commands = launch.measurement_commands(args.gpus, str(Path(args.record).resolve()), steps=args.steps,
+                                               python=sys.executable)
+    except TrainSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print("\n".join(launch.shlex.join(command) for command in commands))
+        return 0
+    codes = launch.run_measurement(commands)
+    print(f"{codes.count(0)} of {len(codes)} runs finished; records in {args.record}")
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _multi_gpu_parser(sub) -> None:
+    multi = sub.add_parser(
+        "multi-gpu", help="measure the training recipe on 1 GPU and on several (DDP), and an 8B model with FSDP",
+        description="Run the course's recipe (course_lib.train.launch, the h100 preset, random weights of real "
+                    "shapes) with accelerate launch: each shape's LoRA run on 1 GPU and on GPUS GPUs with the same "
+                    "effective batch, then an 8B full fine-tune sharded with FSDP over GPUS GPUs. Every run appends "
+                    "its record (tokens/s, peak memory per GPU, loss history, versions, command) to RECORD.")
+    multi.add_argument("--gpus", type=int, default=2, help="GPUs of the multi-GPU runs (default 2)")
+    multi.add_argument("--record", default="benchmarks/results/gpu_multi.json", help="JSON file the runs append to")
+    multi.add_argument("--steps", type=int, default=30, help="optimiser steps per run (default 30)")
+    multi.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    multi.set_defaults(func=_multi_gpu)
 
 
 def _serve_parser(sub) -> None:
@@ -161,8 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--force", action="store_true", help="rebuild even if the cache is ready")
     prep.set_defaults(func=_prepare_model)
     sub.add_parser("env", help="print versions, device and GPU capabilities").set_defaults(func=_env)
+    colab = sub.add_parser("colab-cells", help="write the 'Open in Colab' badge and the setup cell into every "
+                           "notebook, from [project.urls] Repository in pyproject.toml")
+    colab.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook differs")
+    colab.add_argument("--folder", default=None, help="the notebooks' folder (default: the repository's notebooks/)")
+    colab.set_defaults(func=_colab_cells)
     _grade_parser(sub)
     _serve_parser(sub)
+    _multi_gpu_parser(sub)
     args = parser.parse_args(argv)
     args.argv = argv
     return args.func(args)

@@ -352,16 +352,30 @@ def parameters_by_module_type(model: PreTrainedModel) -> dict[str, int]:
 
 
 def gpu_capabilities() -> dict[str, bool | str]:
-    """What this machine's accelerator can do for training, each with its consequence."""
+    """What this machine's accelerator can do for training, each with its consequence. The "training" line names the
+    preset ``train.choose_preset()`` takes here (tests/test_colab.py checks the two agree)."""
+    import sys
+
+    from course_lib.attention import varlen_available
+
     if not torch.cuda.is_available():
-        return {"gpu": "none", "bf16": False, "fp16": False,
-                "4bit": "bitsandbytes 4-bit runs on CPU too (slowly): QLoRA lessons work here, just not fast."}
+        colab = " (on Colab: Runtime > Change runtime type > T4 GPU, then run from the top)"
+        return {"gpu": "none" + (colab if "google.colab" in sys.modules else ""), "bf16": False, "fp16": False,
+                "4bit": "bitsandbytes 4-bit runs on CPU too (slowly): QLoRA lessons work here, just not fast.",
+                "training": "no CUDA GPU: train.choose_preset() takes preset 'cpu'"}
     major, minor = torch.cuda.get_device_capability()
+    bf16 = torch.cuda.is_bf16_supported()  # Ampere (8.0) and newer
     return {
         "gpu": f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})",
-        "bf16": torch.cuda.is_bf16_supported(),  # Ampere (8.0) and newer
+        "memory": f"{torch.cuda.get_device_properties().total_memory / 2**30:.1f} GiB as PyTorch sees it "
+                  "(notebook 05's memory model says what fits)",
+        "bf16": bf16,
         "fp16": True,
         "4bit": "bitsandbytes 4-bit (nf4) kernels run on this GPU: QLoRA is available.",
+        "attention": varlen_available()[1],
+        "training": "bf16: train.choose_preset() takes preset 'h100'" if bf16 else
+                    f"fp16 with loss scaling (bf16 needs compute capability 8.0+): train.choose_preset() takes "
+                    "preset 't4'",
     }
 
 

@@ -13,6 +13,9 @@ import pytest  # noqa: E402
 # Fixture notebooks are data, not tests: nbval (make test collects *.ipynb with --nbval-lax) must never run them.
 # The grading fixtures include hostile submissions (fork bombs, infinite loops) and corrupt files on purpose.
 collect_ignore_glob = ["fixtures/*"]
+# The browser tests start JupyterLab and chromium (minutes): `make test-browser` runs them, with this variable set.
+if os.environ.get("COURSE_BROWSER_TESTS") != "1":
+    collect_ignore_glob.append("browser/*")
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,9 @@ def test_follows_the_lesson_pattern(path):
     assert first.startswith("# ") and "You will learn" in first, f"{path.name}: opening cell lacks title or goals"
     setup = "".join(cells[1]["source"])
     assert "describe_environment()" in setup, f"{path.name}: second cell must be the setup cell"
+    # the Open in Colab badge under the title, the Colab lines first in the setup cell: `course colab-cells` writes
+    # both (tests/test_colab.py checks they are exactly what course_lib.colab generates)
+    assert "[![Open In Colab]" in first and 'if "google.colab" in sys.modules' in setup, f"{path.name}: no Colab cells"
     last = "".join(cells[-1]["source"])
     assert "show_quiz" in last, f"{path.name}: a notebook ends with its 'check yourself' quiz"
     long = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and len("".join(c["source"]).splitlines()) > 25]

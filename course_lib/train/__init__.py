@@ -14,7 +14,9 @@ LoRA was built by hand in notebook 03 (``course_lib.lora``); here we use ``peft`
 
 The module that holds each part: ``presets`` (presets, ``choose_preset``, ``cpu_threads``, ``TrainSetupError``),
 ``rows`` (step 2 and 3), ``weighting`` (the decision-weighted loss), ``trainer`` (step 4: ``build_trainer``,
-``train_sft``), ``watch`` (loss plots) and ``adapters`` (adapters on disk). Imports point one way:
+``train_sft``, the batch split between processes), ``watch`` (loss plots) and ``adapters`` (adapters on disk);
+``launch`` runs ``train_sft`` as one of several processes (DDP or FSDP, ``python -m course_lib.train.launch``
+under ``torchrun`` or ``accelerate launch``): import it as ``course_lib.train.launch``. Imports point one way:
 ``presets`` ← ``rows``, ``weighting`` ← ``trainer``; ``watch`` and ``adapters`` stand alone. Everything is
 re-exported here: ``from course_lib import train``.
 """
@@ -27,8 +29,9 @@ from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prom
                                    training_rows,
                                    with_system_prompt)
 from course_lib.train.trainer import (LOSS_ON, TrainResult, _answer_tokens_per_example, _cut_after_answer,
-                                      adapter_input_casts_off, build_trainer,
-                                      latest_checkpoint, lora_config, sft_config, train_sft)
+                                      adapter_input_casts_off, build_trainer, is_main_process,
+                                      latest_checkpoint, lora_config, per_process_preset, sft_config, train_sft,
+                                      world_size)
 from course_lib.train.watch import LiveLossPlot, _loss_points, plot_comparison, plot_history
 from course_lib.train.weighting import DECISION_END, _weighted_trainer_class, decision_key_ids, decision_weights
 
@@ -44,6 +47,8 @@ __all__ = [
     # trainer
     "LOSS_ON", "lora_config", "sft_config", "build_trainer", "TrainResult", "latest_checkpoint", "train_sft",
     "adapter_input_casts_off",
+    # several processes (python -m course_lib.train.launch under torchrun / accelerate launch)
+    "world_size", "is_main_process", "per_process_preset",
     # watch
     "plot_history", "plot_comparison", "LiveLossPlot",
     # adapters

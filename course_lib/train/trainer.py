@@ -6,6 +6,7 @@ full), resumes from checkpoints, and returns a ``TrainResult`` with the history 
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -75,6 +76,9 @@ def sft_config(preset: Preset, output_dir: str | Path, steps: int, lr: float, ev
         seed=seed,
         disable_tqdm=not progress,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # several processes (DDP): every parameter that trains is used in every step (LoRA on all linear layers, or
+        # all weights), so DDP need not walk the graph after each backward looking for unused ones
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -130,6 +134,33 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tr
     return trainer
 
 
+def world_size() -> int:
+    """How many training processes run this script together: ``WORLD_SIZE``, which ``torchrun`` and
+    ``accelerate launch`` set (1 when started by plain ``python`` or in a notebook)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in the process that prints and saves: rank 0 (``RANK``, set by the launchers), or the only one."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_process_preset(preset: Preset, processes: int) -> Preset:
+    """The preset each of ``processes`` data-parallel processes runs so that an optimiser step still sees
+    ``batch_size * grad_accum`` examples in all (the EFFECTIVE batch): the batch is split between the processes,
+    so 1-GPU and N-GPU runs take the same steps over the same examples and their loss curves can be compared."""
+    if processes == 1:
+        return preset
+    if preset.batch_size % processes:
+        raise TrainSetupError(
+            f"Preset {preset.name!r} has batch_size {preset.batch_size}, which {processes} processes cannot split "
+            f"evenly (each process takes batch_size / processes examples a step, so that the effective batch stays "
+            f"{preset.batch_size * preset.grad_accum}). Launch a number of processes that divides "
+            f"{preset.batch_size}, or build a preset whose batch_size it divides (dataclasses.replace(preset, "
+            "batch_size=...)).")
+    return replace(preset, batch_size=preset.batch_size // processes)
+
+
 def adapter_input_casts_off(model, preset: Preset, method: str):
     """A context in which peft does not cast each adapter's input to the adapters' fp32 before its A and B matmuls
     (``peft.helpers.disable_input_dtype_casting``), for LoRA under autocast (the bf16 and fp16 presets) only. There
@@ -153,7 +184,8 @@ class TrainResult:
     tokens_per_second: float  # real (non-pad) tokens through the model per second of training
     total_params: int = 0  # parameters of the whole model (base + adapters)
     answer_tokens: int = 0  # tokens the loss was computed on (the answers) over the run; from the mean length
-    preset: Preset | None = None  # the preset the run used
+    preset: Preset | None = None  # the preset the run used (per process: see processes)
+    processes: int = 1  # data-parallel processes (WORLD_SIZE): an optimiser step saw preset.batch_size x this
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -187,6 +219,8 @@ def train_sft(
     decision_weight: float = 1.0,
     reply_first: bool = False,
     loss_on: str = "answer",
+    save_to: str | Path | None = None,
+    in_place: bool = False,
 ) -> TrainResult:
     """Fine-tune with ``trl.SFTTrainer`` on chat rows; LoRA (``peft``) or full. Trains a copy: the model you pass
     stays as it was.
@@ -202,35 +236,54 @@ def train_sft(
     ``loss_on="all"`` trains on every token, the ticket included (the "simplified" masking of some tutorials): the
     model then learns to write the tickets too, personal data and all (notebook 06 measures what it memorises).
     ``resume=True`` continues from the latest checkpoint in ``output_dir``. ``threads``: CPU threads (default:
-    the free physical cores, see ``cpu_threads``).
+    the free physical cores, see ``cpu_threads``). ``save_to``: a folder for the trained adapters (LoRA) or model
+    (full), written by rank 0 only (under FSDP every process takes part: the shards are gathered first).
+    ``in_place=True`` trains the model you pass instead of a copy (no second copy in memory: ``launch`` builds a
+    model for one run).
+
+    Started by ``torchrun`` or ``accelerate launch`` (``python -m course_lib.train.launch``), each process runs
+    this same function: the preset's batch is split between the processes (``per_process_preset``), only rank 0
+    prints and saves, and the Trainer wraps the model in DDP or FSDP as the launcher's configuration says.
     """
     _check_method(method)
     if loss_on not in LOSS_ON:
         raise TrainSetupError(f"loss_on={loss_on!r}: use 'answer' (the course's recipe) or 'all' (prompt too).")
     preset, reason = choose_preset(preset)
-    print(f"Training with {preset.describe()}\n  why: {reason}")
+    say = print if is_main_process() else (lambda *args, **kwargs: None)  # several processes: rank 0 speaks
+    say(f"Training with {preset.describe()}\n  why: {reason}")
+    processes = world_size()
+    if processes > 1:
+        preset = per_process_preset(preset, processes)
+        say(f"  {processes} processes, data-parallel: {preset.batch_size} examples each a forward pass, so an "
+            f"optimiser step still sees {preset.batch_size * processes * preset.grad_accum} (the effective batch)")
+        if decision_weight != 1.0:
+            say("  note: the decision-weighted loss is a mean per process, so the processes' losses are averaged "
+                "with equal weight, not per token as on one process: the runs differ slightly")
     if preset.name == "cpu":
         threads, why = cpu_threads(threads)
-        print(f"  {threads} CPU thread(s): {why}")
+        say(f"  {threads} CPU thread(s): {why}")
     if isinstance(model_or_name, str):
         model, tok = models.load_model(model_or_name)
         tokenizer = tokenizer or tok
     else:
-        model = copy.deepcopy(model_or_name)
+        model = model_or_name if in_place else copy.deepcopy(model_or_name)
         tokenizer = tokenizer or models.load_tokenizer(model.name_or_path)
     dtype, why = storage_dtype(preset, method, model.dtype)
     if dtype != model.dtype:
         model = model.to(dtype)  # master weights: 16-bit compute comes from autocast (bf16=/fp16=True), not storage
-        print(f"  weights kept in {str(dtype).replace('torch.', '')}: {why}")
+        say(f"  weights kept in {str(dtype).replace('torch.', '')}: {why}")
     own_attention = model.config._attn_implementation
     used_attention, why = attention.for_packed_rows(model, preset.padding_free)
     if preset.padding_free:
-        print(f"  attention {used_attention}: {why}")
+        say(f"  attention {used_attention}: {why}")
     model.train()
     lr = lr if lr is not None else DEFAULT_LR[method]
     if output_dir is None:
         if resume:
             raise TrainSetupError("resume=True needs the output_dir of the run to continue.")
+        if processes > 1:
+            raise TrainSetupError(f"{processes} processes would each pick their own timestamped output_dir: pass "
+                                  "one output_dir (python -m course_lib.train.launch passes one for you).")
         output_dir = cache_dir() / "runs" / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
     output_dir = Path(output_dir)
     if resume and latest_checkpoint(output_dir) is None:
@@ -243,8 +296,8 @@ def train_sft(
                         progress=progress, loss_on=loss_on)
     lora = lora_config(lora_r, lora_alpha, target_modules) if method == "lora" else None
     if replay:
-        print(f"  + {len(replay)} replay rows (general requests, the base model's own answers) mixed into "
-              f"{len(train_rows)} task rows")
+        say(f"  + {len(replay)} replay rows (general requests, the base model's own answers) mixed into "
+            f"{len(train_rows)} task rows")
     if system_prompt is not None and eval_rows:
         eval_rows = with_system_prompt(eval_rows, system_prompt)
     if reply_first:  # the answer's reply first, then the decisions (rows.reply_first_rows); held-out loss alike
@@ -255,22 +308,25 @@ def train_sft(
                             decision_weight=decision_weight)
     counts = lora_module.count_parameters(trainer.model)
     trainable, total = int(counts["trainable"]), int(counts["total"])
-    print(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+    say(f"  {method}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
     start = time.perf_counter()
     with adapter_input_casts_off(trainer.model, preset, method):
         trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)
-    answer_per_step = _answer_tokens_per_example(trainer.train_dataset) * preset.batch_size * preset.grad_accum
+    answer_per_step = (_answer_tokens_per_example(trainer.train_dataset) * preset.batch_size * preset.grad_accum
+                       * processes)
     trained = trainer.model.eval()
     attention.restore(trained, own_attention)  # generation pads its batches: varlen would read them as one packed row
+    if save_to is not None:
+        trainer.save_model(str(save_to))  # every process calls it (FSDP gathers its shards); rank 0 writes
     if preset.needs == "cpu" and preset.dtype == "bf16":
         trained.to(torch.bfloat16)  # answer in bf16 too: 2.5x faster generation than fp32 on this CPU
     return TrainResult(
         model=trained, history=history, output_dir=output_dir, trainable_params=trainable, seconds=seconds,
         tokens_per_second=tokens / seconds if seconds else 0.0, total_params=total,
-        answer_tokens=int(answer_per_step * trainer.state.global_step), preset=preset,
+        answer_tokens=int(answer_per_step * trainer.state.global_step), preset=preset, processes=processes,
     )
 
 

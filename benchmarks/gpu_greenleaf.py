@@ -65,6 +65,9 @@ RUNS: dict[str, tuple] = {
     "1b-lora-packed-256-liger": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
     "1b-full-packed-128-liger": ("1b", "full", packed(BEFORE["h100"], 128), False, {"use_liger_kernel": True}),
     "1b-full-packed-256-liger": ("1b", "full", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
+    "1b-lora-packed-64-unfused": ("1b", "lora", packed(BEFORE["h100"], 64), False),
+    "1b-lora-packed-256-liger-unfused": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
+    "135m-lora-packed-64-unfused": ("135m", "lora", packed(BEFORE["h100"], 64), False),
     "1b-lora-packed-256-compile": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-full-packed-256-compile": ("1b", "full", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-lora-packed-128-compile": ("1b", "lora", packed(BEFORE["h100"], 128), False, {"torch_compile": True}),
@@ -115,6 +118,37 @@ class StepClock:
         self.callback = _Callback()
 
 
+PROFILE: dict = {"step": 0, "folder": None}  # --profile STEP: torch.profiler over 3 steps from STEP, a table per run
+
+
+def profile_callback(name: str):
+    """A trainer callback that profiles steps STEP..STEP+2 and writes the kernels by total GPU time to a text file."""
+    from transformers import TrainerCallback
+
+    class _Profile(TrainerCallback):
+        prof = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == PROFILE["step"]:
+                acts = [torch.profiler.ProfilerActivity.CPU] + (
+                    [torch.profiler.ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+                self.prof = torch.profiler.profile(activities=acts)
+                self.prof.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.prof is not None and state.global_step == PROFILE["step"] + 3:
+                if DEVICE == "cuda":
+                    torch.cuda.synchronize()
+                self.prof.__exit__(None, None, None)
+                key = "cuda_time_total" if DEVICE == "cuda" else "cpu_time_total"
+                table = self.prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=70)
+                Path(PROFILE["folder"], f"profile_{name}.txt").write_text(table)
+                print(table[:6000], flush=True)
+                self.prof = None
+
+    return _Profile()
+
+
 def packing_check(model, tok, rows) -> dict:
     """Loss of 8 rows as one packed batch (varlen attention) against the same rows padded (sdpa), in bf16."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -149,7 +183,9 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
     if changes:  # SFTConfig options beyond the preset (Liger kernels, torch.compile, logging cadence)
         train.sft_config = lambda *a, **k: replace(real_config(*a, **k), **changes[0])
         trainer_module.sft_config = train.sft_config
-    real_cast = trainer_module.adapter_input_casts_off
+    real_cast, real_fused = trainer_module.adapter_input_casts_off, trainer_module.lora_fused_on_gpu
+    if name.endswith("-unfused") or name.endswith("-before"):  # peft's own LoRA forward (before train.fused_lora)
+        trainer_module.lora_fused_on_gpu = lambda *args: contextlib.nullcontext(0)
     if name.endswith("-before"):  # the code as it was, too: peft casts every adapter input to fp32
         trainer_module.adapter_input_casts_off = lambda *args: contextlib.nullcontext()
     if force_sdpa:  # the T4's code path: no flash attention, packed rows get sdpa's block mask
@@ -157,12 +193,13 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
     try:
+        callbacks = [clock.callback] + ([profile_callback(name)] if PROFILE["folder"] else [])
         result = train.train_sft(model, rows, method=method, preset=preset, steps=steps, replay=replay,
                                  reply_first=True, tokenizer=tok, output_dir=tempfile.mkdtemp(), eval_steps=10**6,
-                                 save_steps=10**6, progress=False, callbacks=[clock.callback])
+                                 save_steps=10**6, progress=False, callbacks=callbacks)
     finally:
         attention.varlen_available = real
-        trainer_module.adapter_input_casts_off = real_cast
+        trainer_module.adapter_input_casts_off, trainer_module.lora_fused_on_gpu = real_cast, real_fused
         train.sft_config = trainer_module.sft_config = real_config
     tokens = {h["step"]: h["num_tokens"] for h in result.history if "num_tokens" in h}
     losses = [h["loss"] for h in result.history if "loss" in h]
@@ -192,8 +229,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="steps not timed")
     parser.add_argument("--smoke", action="store_true", help="on a CPU: the tiny shape, 3 steps, no results file")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_greenleaf.json"))
+    parser.add_argument("--profile", metavar="STEP", type=int, default=0,
+                        help="profile 3 steps from STEP in each run; tables written beside --out")
     args = parser.parse_args()
     from machine import machine, versions
+
+    if args.profile:
+        PROFILE.update(step=args.profile, folder=str(Path(args.out).parent))
 
     if args.smoke:
         args.steps, args.warmup, args.out = 4, 1, tempfile.mktemp(suffix=".json")

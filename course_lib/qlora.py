@@ -236,6 +236,16 @@ def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:
     return {**results, "ratios": ratios}
 
 
+def recorded_variants(path: Path = RESULTS.parent / "gpu_recipes_8b_variants.json") -> list[dict[str, Any]]:
+    """The 8B course recipe's variants measured one after another on one H100 (``gpu_recipes_8b_variants.json``):
+    one dict per variant with its label, tokens/s, peak GiB, tokens per step and the exact command."""
+    if not Path(path).exists():
+        raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
+    variants = json.loads(Path(path).read_text())["variants"]
+    return [{"variant": label, **{k: run[k] for k in ("tokens_per_s", "peak_gib", "tokens_per_step",
+                                                         "device_command")}} for label, run in variants.items()]
+
+
 PRESET_RUNS = {  # benchmarks/gpu_greenleaf.py runs: (results file, run before, run with the preset as it is now)
     "h100: 1.1B LoRA": ("gpu_greenleaf.json", "1b-lora-h100-before", "1b-lora-packed-64"),
     "h100: 135M LoRA": ("gpu_greenleaf.json", "135m-lora-h100-before", "135m-lora-packed-64"),

@@ -173,3 +173,12 @@ def test_recorded_presets_pair_each_preset_with_its_old_version():
     assert all(r["after"]["preset"]["padding_free"] and not r["before"]["preset"]["padding_free"] for r in rows)
     with pytest.raises(qlora.QLoRAError, match="is missing"):
         qlora.recorded_presets("/nonexistent")
+
+
+def test_recorded_variants_read_the_8b_runs():
+    rows = qlora.recorded_variants()
+    assert [(r["tokens_per_s"], r["peak_gib"], r["tokens_per_step"]) for r in rows] == [
+        (6683, 10.46, 8192), (2903, 7.53, 8192), (8020, 9.44, 8192), (8712, 11.25, 12288)]
+    assert all("--only 8b-qlora-course" in r["device_command"] for r in rows)
+    with pytest.raises(qlora.QLoRAError, match="ships with the course"):
+        qlora.recorded_variants("/nonexistent/variants.json")

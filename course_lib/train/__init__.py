@@ -32,6 +32,7 @@ from course_lib.train.trainer import (LOSS_ON, TrainResult, _answer_tokens_per_e
                                       adapter_input_casts_off, build_trainer, is_main_process,
                                       latest_checkpoint, lora_config, per_process_preset, sft_config, train_sft,
                                       world_size)
+from course_lib.train.fused_lora import fusable, fused_lora
 from course_lib.train.watch import LiveLossPlot, _loss_points, plot_comparison, plot_history
 from course_lib.train.weighting import DECISION_END, _weighted_trainer_class, decision_key_ids, decision_weights
 
@@ -47,6 +48,8 @@ __all__ = [
     # trainer
     "LOSS_ON", "lora_config", "sft_config", "build_trainer", "TrainResult", "latest_checkpoint", "train_sft",
     "adapter_input_casts_off",
+    # fused_lora: LoRA's update as one addmm (train_sft uses it on a GPU)
+    "fused_lora", "fusable",
     # several processes (python -m course_lib.train.launch under torchrun / accelerate launch)
     "world_size", "is_main_process", "per_process_preset",
     # watch

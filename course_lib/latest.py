@@ -27,7 +27,8 @@ SCOPE = ("every notebook in notebooks/, each in its own `pytest --nbval-lax --nb
          "profile (tiny random model, few steps); the unit tests and the labs' solutions are not run here")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SECTION = re.compile(r"^_{3,} (.+?) _{3,}$")  # pytest's "____ notebooks/x.ipynb::Cell 3 ____" failure header
+# pytest's "____ notebooks/x.ipynb::Cell 3 ____" failure header; a long path leaves one "_" on each side
+_SECTION = re.compile(r"^_+ (.+?) _+$")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(: .*)?$")  # "ValueError: message" or a bare "KeyboardInterrupt"
 _FRAME = ("Cell In[", "File ", "Input In [")  # IPython's frame headers; the exception line follows the last one
 

@@ -221,3 +221,12 @@ def test_a_notebook_past_its_time_is_stopped_and_said_so(tmp_path):
     row = latest.run_notebook(path, sys.executable, {**os.environ}, timeout_s=1)
     assert (row["passed"], row["failed_cell"]) == (False, None)
     assert row["first_error"] == "timed out after 1 s (the whole notebook; see the log)"
+
+
+def test_a_long_path_leaves_one_underscore_around_the_header():
+    output = ("_ pytest-of-root/pytest-207/test_first_error_of_a_real_fai0/broken.ipynb::Cell 1 _\n"
+              "Notebook cell execution failed\nCell 1: Cell execution caused an exception\n\nInput:\nraise KeyError('k')\n\n"
+              "Traceback:\n\n------\nKeyError                 Traceback (most recent call last)\n"
+              "Cell In[1], line 1\n----> 1 raise KeyError('k')\n\nKeyError: 'k'\n"
+              "=========================== short test summary info ============================\n")
+    assert latest.first_error(output) == ("Cell 1", "KeyError: 'k'")

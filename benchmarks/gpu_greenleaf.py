@@ -68,6 +68,8 @@ RUNS: dict[str, tuple] = {
     "1b-lora-packed-64-unfused": ("1b", "lora", packed(BEFORE["h100"], 64), False),
     "1b-lora-packed-256-liger-unfused": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
     "135m-lora-packed-64-unfused": ("135m", "lora", packed(BEFORE["h100"], 64), False),
+    "1b-full-packed-128-liger-master": ("1b", "full", packed(BEFORE["h100"], 128), False, {"use_liger_kernel": True}),
+    "1b-full-packed-256-liger-master": ("1b", "full", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
     "1b-lora-packed-256-compile": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-full-packed-256-compile": ("1b", "full", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-lora-packed-128-compile": ("1b", "lora", packed(BEFORE["h100"], 128), False, {"torch_compile": True}),
@@ -173,6 +175,34 @@ def packing_check(model, tok, rows) -> dict:
     return losses
 
 
+def master_weights_patch():
+    """For the ``-master`` runs: the model stored in bf16 and ``MasterWeightAdamW`` (fp32 masters inside the
+    optimizer, the Trainer's weight-decay groups) instead of fp32 storage under autocast. Returns an undo function."""
+    from course_lib.train.master_adamw import MasterWeightAdamW
+
+    real_build, real_storage = trainer_module.build_trainer, trainer_module.storage_dtype
+
+    def build(*args, **kwargs):
+        trainer = real_build(*args, **kwargs)
+        decay = set(trainer.get_decay_parameter_names(trainer.model))
+        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
+        a = trainer.args
+        trainer.optimizer = MasterWeightAdamW(
+            [{"params": [p for n, p in named if n in decay], "weight_decay": a.weight_decay},
+             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}],
+            lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
+        return trainer
+
+    trainer_module.build_trainer = build
+    trainer_module.storage_dtype = lambda preset, method, dtype: (torch.bfloat16, "bf16 weights, fp32 masters in "
+                                                                  "the optimizer (MasterWeightAdamW)")
+
+    def undo():
+        trainer_module.build_trainer, trainer_module.storage_dtype = real_build, real_storage
+
+    return undo
+
+
 def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> dict:
     shape, method, preset, force_sdpa, *changes = RUNS[name]
     if DEVICE == "cpu":  # --smoke: the code path only, on the tiny shape
@@ -188,6 +218,7 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
         trainer_module.lora_fused_on_gpu = lambda *args: contextlib.nullcontext(0)
     if name.endswith("-before"):  # the code as it was, too: peft casts every adapter input to fp32
         trainer_module.adapter_input_casts_off = lambda *args: contextlib.nullcontext()
+    undo_master = master_weights_patch() if name.endswith("-master") else (lambda: None)
     if force_sdpa:  # the T4's code path: no flash attention, packed rows get sdpa's block mask
         attention.varlen_available = lambda: (False, "forced sdpa (the T4 code path)")
     if DEVICE == "cuda":
@@ -200,6 +231,7 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
     finally:
         attention.varlen_available = real
         trainer_module.adapter_input_casts_off, trainer_module.lora_fused_on_gpu = real_cast, real_fused
+        undo_master()
         train.sft_config = trainer_module.sft_config = real_config
     tokens = {h["step"]: h["num_tokens"] for h in result.history if "num_tokens" in h}
     losses = [h["loss"] for h in result.history if "loss" in h]

@@ -175,30 +175,14 @@ def packing_check(model, tok, rows) -> dict:
     return losses
 
 
-def master_weights_patch():
-    """For the ``-master`` runs: the model stored in bf16 and ``MasterWeightAdamW`` (fp32 masters inside the
-    optimizer, the Trainer's weight-decay groups) instead of fp32 storage under autocast. Returns an undo function."""
-    from course_lib.train.master_adamw import MasterWeightAdamW
-
-    real_build, real_storage = trainer_module.build_trainer, trainer_module.storage_dtype
-
-    def build(*args, **kwargs):
-        trainer = real_build(*args, **kwargs)
-        decay = set(trainer.get_decay_parameter_names(trainer.model))
-        named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-        a = trainer.args
-        trainer.optimizer = MasterWeightAdamW(
-            [{"params": [p for n, p in named if n in decay], "weight_decay": a.weight_decay},
-             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}],
-            lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
-        return trainer
-
-    trainer_module.build_trainer = build
-    trainer_module.storage_dtype = lambda preset, method, dtype: (torch.bfloat16, "bf16 weights, fp32 masters in "
-                                                                  "the optimizer (MasterWeightAdamW)")
+def fp32_storage_patch():
+    """For full fine-tuning runs not named ``-master``: the model stored in fp32 under bf16 autocast, as train_sft did
+    before ``train.masters_in_optimizer`` (the control). Returns an undo function."""
+    real = trainer_module.masters_in_optimizer
+    trainer_module.masters_in_optimizer = lambda *args: False
 
     def undo():
-        trainer_module.build_trainer, trainer_module.storage_dtype = real_build, real_storage
+        trainer_module.masters_in_optimizer = real
 
     return undo
 
@@ -218,7 +202,7 @@ def run(name: str, rows, replay, tok, peak: float, steps: int, warmup: int) -> d
         trainer_module.lora_fused_on_gpu = lambda *args: contextlib.nullcontext(0)
     if name.endswith("-before"):  # the code as it was, too: peft casts every adapter input to fp32
         trainer_module.adapter_input_casts_off = lambda *args: contextlib.nullcontext()
-    undo_master = master_weights_patch() if name.endswith("-master") else (lambda: None)
+    undo_master = fp32_storage_patch() if method == "full" and not name.endswith("-master") else (lambda: None)
     if force_sdpa:  # the T4's code path: no flash attention, packed rows get sdpa's block mask
         attention.varlen_available = lambda: (False, "forced sdpa (the T4 code path)")
     if DEVICE == "cuda":

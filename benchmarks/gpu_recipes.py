@@ -101,7 +101,8 @@ LIGER_LAYERS = {"course": False}  # --liger-layers: Liger's RMSNorm, SwiGLU and 
 # OffloadActivations moves them to pinned CPU memory on a side stream, instead of recomputing them (checkpointing).
 # --adapter-autocast: the (Q)LoRA step runs under bf16 autocast with peft's fp32 cast of adapter inputs switched off,
 # as train_sft does (train.adapter_input_casts_off); without it peft copies every adapter input to fp32.
-COURSE_OPTIONS = {"offload_activations": False, "adapter_autocast": False}
+# --fused-lora: each LoRA layer's update as one addmm (train.fused_lora, as train_sft on a GPU); needs --adapter-autocast
+COURSE_OPTIONS = {"offload_activations": False, "adapter_autocast": False, "fused_lora": False}
 
 
 def load(path: Path, method: str, recipe: str = "naive"):
@@ -178,6 +179,10 @@ def course_step(model, group: list[torch.Tensor], method: str) -> tuple[float, s
         if COURSE_OPTIONS["adapter_autocast"] and method != "full":
             stack.enter_context(disable_input_dtype_casting(model))
             stack.enter_context(torch.autocast(DEVICE, dtype=torch.bfloat16))
+        if COURSE_OPTIONS["fused_lora"] and method != "full":
+            from course_lib.train.fused_lora import fused_lora
+
+            stack.enter_context(fused_lora(model))
         loss, how = course_step_loss(model, group, method)
         loss.backward()
     return loss.item(), how
@@ -325,6 +330,8 @@ def main() -> None:
                         help="the course recipe also uses Liger's RMSNorm, SwiGLU and RoPE kernels")
     parser.add_argument("--offload-activations", action="store_true",
                         help="the course recipe offloads activations to CPU (trl) instead of checkpointing")
+    parser.add_argument("--fused-lora", action="store_true",
+                        help="each LoRA layer's update as one addmm (train.fused_lora); with --adapter-autocast")
     parser.add_argument("--adapter-autocast", action="store_true",
                         help="the course (Q)LoRA step under bf16 autocast, peft's fp32 input cast off")
     parser.add_argument("--repredict", metavar="RESULTS", help="only recompute the predictions in a results file")
@@ -333,7 +340,11 @@ def main() -> None:
         return repredict(Path(args.repredict))
     ATTENTION["course"] = args.course_attention
     LIGER_LAYERS["course"] = args.liger_layers
-    COURSE_OPTIONS.update(offload_activations=args.offload_activations, adapter_autocast=args.adapter_autocast)
+    COURSE_OPTIONS.update(offload_activations=args.offload_activations, adapter_autocast=args.adapter_autocast,
+                          fused_lora=args.fused_lora)
+    if args.fused_lora and not args.adapter_autocast:
+        parser.error("--fused-lora needs --adapter-autocast: without autocast peft's fp32 adapters see bf16 inputs, "
+                     "and the layers keep peft's forward")
     if args.course_attention == "course_varlen":
         from course_lib.qlora import register_varlen_attention
 

@@ -77,3 +77,33 @@ def test_layers_with_dropout_keep_pefts_forward(tiny_model):
     with fused_lora(model) as fused:
         assert fused == 0
         assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_fused_lora_matches_peft_on_4bit_layers_under_bf16_autocast():
+    """QLoRA: peft's ``Linear4bit`` layers (bitsandbytes' 4-bit product, run on the CPU here) fuse too, with peft's
+    loss and gradients, under bf16 autocast with peft's fp32 input cast off, as train_sft trains on a GPU."""
+    import warnings
+
+    from peft.helpers import disable_input_dtype_casting
+
+    from course_lib import qlora
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's note on backpropagating through bitsandbytes on a CPU
+        model, _ = qlora.load_4bit("tiny", device="cpu", verbose=False)
+        model = qlora.add_adapters(model, r=4, alpha=8, checkpointing=False)
+        torch.manual_seed(1)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.1)
+        assert sum(fusable(m) for m in model.modules()) == 14
+        ids = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
+        with disable_input_dtype_casting(model):
+            loss, grads, _ = _loss_and_grads(model, ids, fuse=False, autocast=True)
+            fused_loss, fused_grads, fused = _loss_and_grads(model, ids, fuse=True, autocast=True)
+    assert fused == 14
+    assert abs(float(fused_loss) - float(loss)) / float(loss) < 1e-2
+    assert grads.keys() == fused_grads.keys() and len(grads) == 28
+    for n in grads:
+        scale = float(grads[n].abs().max())
+        assert scale > 0 and float((grads[n] - fused_grads[n]).abs().max()) <= 0.05 * scale, n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 
@@ -415,3 +416,54 @@ def test_gpu_presets_are_the_configurations_the_gpu_benchmark_measured():
     assert t4["1b-lora-t4-packed-16"]["tokens_per_s"] > 3 * t4["1b-lora-t4-before"]["tokens_per_s"]
     before = t4["1b-lora-t4-before"]["preset"]
     assert before["batch_size"] * before["grad_accum"] == train.PRESETS["t4"].batch_size  # same examples a step
+
+
+def test_masters_in_optimizer_only_for_full_bf16_on_one_gpu():
+    h100, cpu = train.PRESETS["h100"], train.PRESETS["cpu"]
+    assert train.masters_in_optimizer(h100, "full", torch.bfloat16, on_gpu=True, processes=1)
+    assert not train.masters_in_optimizer(h100, "lora", torch.bfloat16, on_gpu=True, processes=1)  # adapters fp32
+    assert not train.masters_in_optimizer(h100, "full", torch.float32, on_gpu=True, processes=1)  # fp32 already
+    assert not train.masters_in_optimizer(h100, "full", torch.bfloat16, on_gpu=True, processes=2)  # FSDP shards later
+    assert not train.masters_in_optimizer(train.PRESETS["t4"], "full", torch.float16, on_gpu=True, processes=1)
+    assert not train.masters_in_optimizer(replace(cpu, dtype="bf16"), "full", torch.bfloat16, on_gpu=False,
+                                          processes=1)  # the CPU recipe's recorded runs stay as they are
+
+
+def test_master_weight_optimizer_uses_the_trainers_decay_groups_and_rates(tiny_model, tmp_path):
+    model, tok = tiny_model
+    config = train.sft_config(TINY, tmp_path, steps=1, lr=5e-5, progress=False)
+    trainer = train.build_trainer(copy.deepcopy(model), tok, _rows(4), None, config, method="full", max_length=256)
+    opt = train.master_weight_optimizer(trainer)
+    decay = set(trainer.get_decay_parameter_names(trainer.model))
+    named = dict(trainer.model.named_parameters())  # a tied weight appears once, under its first name
+    with_decay, without = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert with_decay == {id(p) for n, p in named.items() if n in decay} and not (with_decay & without)
+    assert with_decay | without == {id(p) for p in named.values() if p.requires_grad}
+    assert len(without) == sum(1 for n in named if "norm" in n)  # no decay on the norms (the tiny model has no biases)
+    assert [g["weight_decay"] for g in opt.param_groups] == [config.weight_decay, 0.0]
+    assert all(g["lr"] == 5e-5 and g["betas"] == (config.adam_beta1, config.adam_beta2) for g in opt.param_groups)
+
+
+def test_train_sft_keeps_a_bf16_model_in_bf16_with_masters_in_the_optimizer(tiny_model, tmp_path, monkeypatch):
+    from course_lib.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "masters_in_optimizer", lambda *args: True)  # the GPU rule, here on a CPU
+    seen = {}
+    real_build = trainer_module.build_trainer
+
+    def build(*args, **kwargs):
+        seen["trainer"] = real_build(*args, **kwargs)
+        return seen["trainer"]
+
+    monkeypatch.setattr(trainer_module, "build_trainer", build)
+    model = copy.deepcopy(tiny_model[0]).to(torch.bfloat16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = _train((model, tiny_model[1]), tmp_path, method="full", preset=replace(TINY, dtype="bf16"), lr=1e-3)
+    optimizer = seen["trainer"].optimizer.optimizer  # inside accelerate's AcceleratedOptimizer
+    assert isinstance(optimizer, train.MasterWeightAdamW)
+    assert {p.dtype for p in result.model.parameters()} == {torch.bfloat16}  # no fp32 copy of the model
+    masters = [s["master"] for s in optimizer.state.values() if "master" in s]
+    assert masters and all(m.dtype == torch.float32 for m in masters)
+    after = result.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(math.isfinite(r["loss"]) for r in result.history if "loss" in r)

@@ -29,10 +29,12 @@ from course_lib.train.rows import (SHORT_SYSTEM_PROMPT, Row, check_lengths, prom
                                    training_rows,
                                    with_system_prompt)
 from course_lib.train.trainer import (LOSS_ON, TrainResult, _answer_tokens_per_example, _cut_after_answer,
-                                      adapter_input_casts_off, build_trainer, is_main_process,
+                                      adapter_input_casts_off, build_trainer, is_main_process, master_weight_optimizer,
+                                      masters_in_optimizer,
                                       latest_checkpoint, lora_config, per_process_preset, sft_config, train_sft,
                                       world_size)
 from course_lib.train.fused_lora import fusable, fused_lora
+from course_lib.train.master_adamw import MasterWeightAdamW
 from course_lib.train.watch import LiveLossPlot, _loss_points, plot_comparison, plot_history
 from course_lib.train.weighting import DECISION_END, _weighted_trainer_class, decision_key_ids, decision_weights
 
@@ -50,6 +52,8 @@ __all__ = [
     "adapter_input_casts_off",
     # fused_lora: LoRA's update as one addmm (train_sft uses it on a GPU)
     "fused_lora", "fusable",
+    # master_adamw: fp32 master weights inside the optimizer (full fine-tuning of a bf16 model on a GPU)
+    "MasterWeightAdamW", "masters_in_optimizer", "master_weight_optimizer",
     # several processes (python -m course_lib.train.launch under torchrun / accelerate launch)
     "world_size", "is_main_process", "per_process_preset",
     # watch

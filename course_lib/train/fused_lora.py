@@ -10,7 +10,9 @@ last product, the scaling and the sum in one cuBLAS call (its epilogue), so here
 ``fused_lora(model)`` swaps that forward into every plain LoRA linear layer of a peft model for the duration of a
 ``with`` block (``train.train_sft`` wraps training on a GPU with it) and puts peft's own back afterwards. Layers it
 cannot fuse keep peft's forward: dropout on the adapter input, DoRA or another variant, several active adapters,
-merged adapters. ``tests/test_fused_lora.py`` checks outputs and gradients against peft's.
+merged adapters. QLoRA's 4-bit layers (peft's ``Linear4bit``) fuse the same way: ``base(x)`` is bitsandbytes' 4-bit
+product, and the addmm also spares the copy of it that peft makes. ``tests/test_fused_lora.py`` checks outputs and
+gradients against peft's, for 4-bit layers too.
 """
 
 from __future__ import annotations
@@ -23,15 +25,23 @@ import torch
 
 
 def fusable(module: torch.nn.Module) -> bool:
-    """True for a peft LoRA ``Linear`` whose forward ``fused_lora`` can replace: one active adapter, no dropout, no
-    variant (DoRA ...), not merged, adapters enabled."""
-    from peft.tuners.lora.layer import Linear
-
-    if type(module) is not Linear or module.merged or module.disable_adapters or module.lora_variant:
+    """True for a peft LoRA ``Linear`` (or 4-bit ``Linear4bit``) whose forward ``fused_lora`` can replace: one
+    active adapter, no dropout, no variant (DoRA ...), not merged, adapters enabled."""
+    if type(module) not in _lora_linear_types() or module.merged or module.disable_adapters or module.lora_variant:
         return False
     if len(module.active_adapters) != 1 or module.active_adapters[0] not in module.lora_A:
         return False
     return isinstance(module.lora_dropout[module.active_adapters[0]], torch.nn.Identity)
+
+
+def _lora_linear_types() -> tuple[type, ...]:
+    """peft's LoRA ``Linear`` and, when bitsandbytes is installed, its 4-bit ``Linear4bit`` (QLoRA): both compute
+    ``base(x) + B(A(x)) * scaling``; the 4-bit one first copies ``base(x)`` (a "defensive clone" its comment says
+    older PyTorch needed), a fourth pass over the output that the fused forward does not make."""
+    from peft.tuners.lora import bnb as lora_bnb
+    from peft.tuners.lora.layer import Linear
+
+    return (Linear,) + ((lora_bnb.Linear4bit,) if hasattr(lora_bnb, "Linear4bit") else ())
 
 
 def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:

@@ -262,6 +262,14 @@ def repredict(path: Path) -> None:
     path.write_text(json.dumps(results, indent=1) + "\n")
 
 
+PROFILE = {"folder": None}  # --profile: torch.profiler over the step after the untimed ones, a table beside --out
+
+
+def _profiler():
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    return torch.profiler.profile(activities=acts)
+
+
 def run(name: str, path: Path, groups: list[list[torch.Tensor]], warmup: int, peak: float) -> dict:
     shape, method, recipe = RUNS[name]
     torch.manual_seed(0)
@@ -282,6 +290,9 @@ def run(name: str, path: Path, groups: list[list[torch.Tensor]], warmup: int, pe
         if i == warmup:
             sync()
             start, tokens = time.perf_counter(), 0
+        profiler = PROFILE["folder"] and i == warmup + 1 and _profiler()
+        if profiler:
+            profiler.__enter__()
         if recipe == "naive":
             losses.append(naive_step(model, group))
             padded_width += sum(4 * max(len(r) for r in group[s:s + 4]) for s in range(0, len(group), 4))
@@ -292,6 +303,11 @@ def run(name: str, path: Path, groups: list[list[torch.Tensor]], warmup: int, pe
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += sum(len(r) for r in group)
+        if profiler:
+            sync()
+            profiler.__exit__(None, None, None)
+            table = profiler.key_averages().table(sort_by="cuda_time_total", row_limit=45, max_name_column_width=70)
+            Path(PROFILE["folder"], f"profile_{name}.txt").write_text(table)
     sync()
     seconds = time.perf_counter() - start
     config = shape_config(shape)
@@ -334,10 +350,19 @@ def main() -> None:
                         help="each LoRA layer's update as one addmm (train.fused_lora); with --adapter-autocast")
     parser.add_argument("--adapter-autocast", action="store_true",
                         help="the course (Q)LoRA step under bf16 autocast, peft's fp32 input cast off")
+    parser.add_argument("--repeat-kv", action="store_true",
+                        help="course_varlen copies K and V to every query head (as before it passed them as they are)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one timed step of each run (slows that run); kernel tables beside --out")
     parser.add_argument("--repredict", metavar="RESULTS", help="only recompute the predictions in a results file")
     args = parser.parse_args()
     if args.repredict:
         return repredict(Path(args.repredict))
+    PROFILE["folder"] = str(Path(args.out).parent) if args.profile else None
+    if args.repeat_kv:
+        from course_lib import attention
+
+        attention._fewer_kv_heads_work = lambda *args: False
     ATTENTION["course"] = args.course_attention
     LIGER_LAYERS["course"] = args.liger_layers
     COURSE_OPTIONS.update(offload_activations=args.offload_activations, adapter_autocast=args.adapter_autocast,

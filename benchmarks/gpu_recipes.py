@@ -102,7 +102,9 @@ LIGER_LAYERS = {"course": False}  # --liger-layers: Liger's RMSNorm, SwiGLU and 
 # --adapter-autocast: the (Q)LoRA step runs under bf16 autocast with peft's fp32 cast of adapter inputs switched off,
 # as train_sft does (train.adapter_input_casts_off); without it peft copies every adapter input to fp32.
 # --fused-lora: each LoRA layer's update as one addmm (train.fused_lora, as train_sft on a GPU); needs --adapter-autocast
-COURSE_OPTIONS = {"offload_activations": False, "adapter_autocast": False, "fused_lora": False}
+# --offload-checkpoints: checkpointing with each layer's saved input in pinned CPU memory (train.offload)
+COURSE_OPTIONS = {"offload_activations": False, "adapter_autocast": False, "fused_lora": False,
+                  "offload_checkpoints": False}
 
 
 def load(path: Path, method: str, recipe: str = "naive"):
@@ -136,7 +138,12 @@ def prepare(model, method: str, recipe: str):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
-    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    if recipe == "course" and COURSE_OPTIONS["offload_checkpoints"]:
+        from course_lib.train.offload import offload_checkpoints
+
+        offload_checkpoints(model)
+    return model
 
 
 def naive_step(model, group: list[torch.Tensor]) -> float:
@@ -350,6 +357,8 @@ def main() -> None:
                         help="each LoRA layer's update as one addmm (train.fused_lora); with --adapter-autocast")
     parser.add_argument("--adapter-autocast", action="store_true",
                         help="the course (Q)LoRA step under bf16 autocast, peft's fp32 input cast off")
+    parser.add_argument("--offload-checkpoints", action="store_true",
+                        help="checkpointed layer inputs wait in CPU memory (train.offload_checkpoints)")
     parser.add_argument("--repeat-kv", action="store_true",
                         help="course_varlen copies K and V to every query head (as before it passed them as they are)")
     parser.add_argument("--profile", action="store_true",
@@ -366,7 +375,7 @@ def main() -> None:
     ATTENTION["course"] = args.course_attention
     LIGER_LAYERS["course"] = args.liger_layers
     COURSE_OPTIONS.update(offload_activations=args.offload_activations, adapter_autocast=args.adapter_autocast,
-                          fused_lora=args.fused_lora)
+                          fused_lora=args.fused_lora, offload_checkpoints=args.offload_checkpoints)
     if args.fused_lora and not args.adapter_autocast:
         parser.error("--fused-lora needs --adapter-autocast: without autocast peft's fp32 adapters see bf16 inputs, "
                      "and the layers keep peft's forward")

@@ -70,6 +70,8 @@ RUNS: dict[str, tuple] = {
     "135m-lora-packed-64-unfused": ("135m", "lora", packed(BEFORE["h100"], 64), False),
     "1b-full-packed-128-liger-master": ("1b", "full", packed(BEFORE["h100"], 128), False, {"use_liger_kernel": True}),
     "1b-full-packed-256-liger-master": ("1b", "full", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
+    "1b-full-packed-320-liger-master": ("1b", "full", packed(BEFORE["h100"], 320), False, {"use_liger_kernel": True}),
+    "1b-lora-packed-320-liger": ("1b", "lora", packed(BEFORE["h100"], 320), False, {"use_liger_kernel": True}),
     "1b-lora-packed-256-compile": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-full-packed-256-compile": ("1b", "full", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-lora-packed-128-compile": ("1b", "lora", packed(BEFORE["h100"], 128), False, {"torch_compile": True}),

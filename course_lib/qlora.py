@@ -238,12 +238,13 @@ def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:
 
 def recorded_variants(path: Path = RESULTS.parent / "gpu_recipes_8b_variants.json") -> list[dict[str, Any]]:
     """The 8B course recipe's variants measured one after another on one H100 (``gpu_recipes_8b_variants.json``):
-    one dict per variant with its label, tokens/s, peak GiB, tokens per step and the exact command."""
+    one dict per variant with its label, tokens/s, peak GiB, tokens per step, the exact command and ``repeats``:
+    the tokens/s of the same command run again (the same call or another; empty when it ran once)."""
     if not Path(path).exists():
         raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
     variants = json.loads(Path(path).read_text())["variants"]
-    return [{"variant": label, **{k: run[k] for k in ("tokens_per_s", "peak_gib", "tokens_per_step",
-                                                         "device_command")}} for label, run in variants.items()]
+    return [{"variant": label, **{k: run[k] for k in ("tokens_per_s", "peak_gib", "tokens_per_step", "device_command")},
+             "repeats": run.get("repeats_tokens_per_s", [])} for label, run in variants.items()]
 
 
 PRESET_RUNS = {  # benchmarks/gpu_greenleaf.py runs: (results file, run before, run with the preset as it is now)

@@ -178,7 +178,16 @@ def test_recorded_presets_pair_each_preset_with_its_old_version():
 def test_recorded_variants_read_the_8b_runs():
     rows = qlora.recorded_variants()
     assert [(r["tokens_per_s"], r["peak_gib"], r["tokens_per_step"]) for r in rows] == [
-        (6683, 10.46, 8192), (2903, 7.53, 8192), (8020, 9.44, 8192), (8712, 11.25, 12288)]
-    assert all("--only 8b-qlora-course" in r["device_command"] for r in rows)
+        (6683, 10.46, 8192), (2903, 7.53, 8192), (8020, 9.44, 8192), (8712, 11.25, 12288), (8913, 9.44, 8192),
+        (9189, 9.44, 8192), (9473, 7.75, 8192), (10421, 9.92, 18432), (10483, 10.37, 20480), (9043, 9.34, 8192),
+        (1518, 27.76, 8192)]
+    assert all("--only 8b-qlora-" in r["device_command"] for r in rows)
+    assert [r["repeats"] for r in rows if r["repeats"]] == [[8838], [9311], [10379, 10097]]
+    within = [r for r in rows if r["peak_gib"] <= 10]  # the target: 10,000 tokens/s within 10 GiB
+    best = max(within, key=lambda r: r["tokens_per_s"])
+    assert best["variant"] == "the same, 18,432 tokens a step"
+    assert min([best["tokens_per_s"]] + best["repeats"]) >= 10_000  # each of its three runs
+    offloaded = next(r for r in rows if "offload" in r["device_command"] and r["tokens_per_step"] == 18432)
+    assert "--fused-lora" in offloaded["device_command"] and "--offload-checkpoints" in offloaded["device_command"]
     with pytest.raises(qlora.QLoRAError, match="ships with the course"):
         qlora.recorded_variants("/nonexistent/variants.json")

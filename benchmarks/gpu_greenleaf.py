@@ -72,6 +72,7 @@ RUNS: dict[str, tuple] = {
     "1b-full-packed-256-liger-master": ("1b", "full", packed(BEFORE["h100"], 256), False, {"use_liger_kernel": True}),
     "1b-full-packed-320-liger-master": ("1b", "full", packed(BEFORE["h100"], 320), False, {"use_liger_kernel": True}),
     "1b-lora-packed-320-liger": ("1b", "lora", packed(BEFORE["h100"], 320), False, {"use_liger_kernel": True}),
+    "1b-lora-packed-384-liger": ("1b", "lora", packed(BEFORE["h100"], 384), False, {"use_liger_kernel": True}),
     "1b-lora-packed-256-compile": ("1b", "lora", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-full-packed-256-compile": ("1b", "full", packed(BEFORE["h100"], 256), False, {"torch_compile": True}),
     "1b-lora-packed-128-compile": ("1b", "lora", packed(BEFORE["h100"], 128), False, {"torch_compile": True}),

@@ -107,3 +107,17 @@ def test_fused_lora_matches_peft_on_4bit_layers_under_bf16_autocast():
     for n in grads:
         scale = float(grads[n].abs().max())
         assert scale > 0 and float((grads[n] - fused_grads[n]).abs().max()) <= 0.05 * scale, n
+
+
+def test_fusing_needs_no_bitsandbytes(tiny_model, monkeypatch):
+    """A LoRA run on a GPU without bitsandbytes installed (peft's bnb module imports it) still fuses its layers."""
+    import sys
+
+    model = _peft(tiny_model[0])
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes now raises ImportError
+    monkeypatch.delitem(sys.modules, "peft.tuners.lora.bnb", raising=False)
+    import peft.tuners.lora
+
+    monkeypatch.delattr(peft.tuners.lora, "bnb", raising=False)  # so that importing it runs its module again
+    with fused_lora(model) as fused:
+        assert fused == 14

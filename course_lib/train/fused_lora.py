@@ -38,9 +38,12 @@ def _lora_linear_types() -> tuple[type, ...]:
     """peft's LoRA ``Linear`` and, when bitsandbytes is installed, its 4-bit ``Linear4bit`` (QLoRA): both compute
     ``base(x) + B(A(x)) * scaling``; the 4-bit one first copies ``base(x)`` (a "defensive clone" its comment says
     older PyTorch needed), a fourth pass over the output that the fused forward does not make."""
-    from peft.tuners.lora import bnb as lora_bnb
     from peft.tuners.lora.layer import Linear
 
+    try:  # peft's bnb module imports bitsandbytes, which a LoRA run without 4-bit layers need not have
+        from peft.tuners.lora import bnb as lora_bnb
+    except ImportError:
+        return (Linear,)
     return (Linear,) + ((lora_bnb.Linear4bit,) if hasattr(lora_bnb, "Linear4bit") else ())
 
 

@@ -119,5 +119,12 @@ def test_fusing_needs_no_bitsandbytes(tiny_model, monkeypatch):
     import peft.tuners.lora
 
     monkeypatch.delattr(peft.tuners.lora, "bnb", raising=False)  # so that importing it runs its module again
-    with fused_lora(model) as fused:
-        assert fused == 14
+    from course_lib.train.fused_lora import _lora_linear_types
+
+    _lora_linear_types.cache_clear()
+    try:
+        with fused_lora(model) as fused:
+            assert fused == 14
+        assert _lora_linear_types.cache_info().misses == 1  # asked once, remembered for every later forward
+    finally:
+        _lora_linear_types.cache_clear()  # later tests see bitsandbytes again

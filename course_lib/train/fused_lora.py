@@ -18,6 +18,7 @@ gradients against peft's, for 4-bit layers too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from collections.abc import Iterator
 
@@ -34,6 +35,7 @@ def fusable(module: torch.nn.Module) -> bool:
     return isinstance(module.lora_dropout[module.active_adapters[0]], torch.nn.Identity)
 
 
+@functools.cache  # fusable asks in every forward of every layer, and Python retries a failed import every time
 def _lora_linear_types() -> tuple[type, ...]:
     """peft's LoRA ``Linear`` and, when bitsandbytes is installed, its 4-bit ``Linear4bit`` (QLoRA): both compute
     ``base(x) + B(A(x)) * scaling``; the 4-bit one first copies ``base(x)`` (a "defensive clone" its comment says

@@ -270,6 +270,30 @@ def recorded_presets(folder: Path = RESULTS.parent) -> list[dict[str, Any]]:
     return rows
 
 
+def recorded_large_batches(folder: Path = RESULTS.parent) -> list[dict[str, Any]]:
+    """The GreenLeaf recipe on the 1.1B shape with more rows a step than the ``h100`` preset's 64
+    (``gpu_greenleaf_large.json``): one dict per measured run (method, rows, tokens/s, peak GiB, MFU of 989 TFLOP/s)
+    with its speed-up over the same method with the ``h100`` preset as it was (``gpu_greenleaf.json``)."""
+    paths = [Path(folder) / "gpu_greenleaf_large.json", Path(folder) / "gpu_greenleaf.json"]
+    for path in paths:
+        if not path.exists():
+            raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
+    before = json.loads(paths[1].read_text())["runs"]
+    before = {"lora": before["1b-lora-h100-before"], "full": before["1b-full-h100-before"]}
+    rows = []
+    for call in json.loads(paths[0].read_text())["calls"]:
+        runs = list(call.get("runs_repeated", {}).items()) + list(call.get("runs", {}).items())
+        for name, run in runs:  # a call without "runs" recorded a regression, not the recipe
+            if "error" in run:
+                continue
+            rows.append({"run": name, "method": run["method"], "rows": run["preset"]["batch_size"],
+                         "tokens_per_s": run["tokens_per_s"], "peak_gib": run["peak_gib"],
+                         "mfu": run["mfu_vs_989_tflops"],
+                         "speedup": run["tokens_per_s"] / before[run["method"]]["tokens_per_s"],
+                         "before_tokens_per_s": before[run["method"]]["tokens_per_s"]})
+    return rows
+
+
 def plot_recipes(results: dict[str, Any]):
     """Figure: tokens/s against peak memory for each recorded QLoRA run, an arrow from the textbook recipe to the
     course's for each model shape (up and to the left is better)."""

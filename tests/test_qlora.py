@@ -191,3 +191,18 @@ def test_recorded_variants_read_the_8b_runs():
     assert "--fused-lora" in offloaded["device_command"] and "--offload-checkpoints" in offloaded["device_command"]
     with pytest.raises(qlora.QLoRAError, match="ships with the course"):
         qlora.recorded_variants("/nonexistent/variants.json")
+
+
+def test_recorded_large_batches_read_the_measured_runs_against_the_preset_as_it_was():
+    rows = qlora.recorded_large_batches()
+    assert [(r["run"], r["rows"], r["tokens_per_s"]) for r in rows] == [
+        ("1b-full-packed-256-liger-master", 256, 66257), ("1b-full-packed-256-liger-master", 256, 65546),
+        ("1b-full-packed-320-liger-master", 320, 69486), ("1b-lora-packed-256-liger", 256, 58357),
+        ("1b-lora-packed-384-liger", 384, 65264), ("1b-lora-packed-256-liger-unfused", 256, 56365),
+        ("1b-lora-packed-448-liger", 448, 64161), ("1b-lora-packed-384-liger", 384, 66694)]  # not the regression call
+    full = [r for r in rows if r["method"] == "full"]
+    assert all(r["before_tokens_per_s"] == 12784 and r["mfu"] > 0.45 for r in full)  # the 45% MFU
+    lora_384 = [r for r in rows if r["rows"] == 384]
+    assert [round(r["speedup"], 1) for r in lora_384] == [14.1, 14.4]  # against 4,629 tokens/s, the preset as it was
+    with pytest.raises(qlora.QLoRAError, match="ships with the course"):
+        qlora.recorded_large_batches("/nonexistent")

@@ -17,6 +17,11 @@ Examples are grouped into optimiser steps of up to ``--tokens`` real tokens (819
   loss computed over the vocabulary in chunks (Liger's fused linear cross-entropy, or the same in plain PyTorch
   chunks with checkpointing when Liger is missing): the full logits never exist.
 
+Options of the course recipe, each measured against a control (``gpu_recipes_8b_variants.json``): ``--adapter-autocast``
+(bf16 autocast, peft's fp32 cast of adapter inputs off, as train_sft), ``--fused-lora`` (each LoRA update as one
+addmm, ``train.fused_lora``), ``--offload-checkpoints`` (checkpointed layer inputs in pinned CPU memory,
+``train.offload``; pair it with a larger ``--tokens``), ``--offload-activations`` (trl's: everything offloaded).
+
 Throughput counts real (non-padding) tokens only. MFU = model FLOPs per token x tokens/s over the GPU's peak,
 measured here with one 8192^3 bf16 matrix product; FLOPs per token are 6N for full fine-tuning and 4N for (Q)LoRA
 (forward 2N, backward through the activations 2N; frozen weights get no weight gradient), N the parameters of the

@@ -206,3 +206,29 @@ def test_recorded_large_batches_read_the_measured_runs_against_the_preset_as_it_
     assert [round(r["speedup"], 1) for r in lora_384] == [14.1, 14.4]  # against 4,629 tokens/s, the preset as it was
     with pytest.raises(qlora.QLoRAError, match="ships with the course"):
         qlora.recorded_large_batches("/nonexistent")
+
+
+def test_add_adapters_can_offload_the_checkpoints_and_says_what_it_needs():
+    """``offload=True`` on a 4-bit model: the same adapter gradients as ordinary checkpointing (CPU here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models_ = [qlora.add_adapters(qlora.load_4bit("tiny", device="cpu", verbose=False)[0], r=4, alpha=8,
+                                      offload=offload) for offload in (False, True)]
+        torch.manual_seed(0)
+        state = {k: torch.randn_like(v) * 0.1 for k, v in models_[0].state_dict().items() if "lora_" in k}
+        rows = [torch.randint(0, 1000, (n,)) for n in (9, 14)]
+        grads = []
+        for model in models_:
+            model.load_state_dict(state, strict=False)
+            model.train()
+            qlora.packed_loss(model, rows).backward()
+            grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    from course_lib.train.offload import offloaded_checkpoint
+
+    layers = models_[1].get_base_model().model.layers
+    assert all(layer._gradient_checkpointing_func.func is offloaded_checkpoint for layer in layers)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 28
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], rtol=1e-3, atol=1e-6), name
+    with pytest.raises(qlora.QLoRAError, match="needs checkpointing=True"):
+        qlora.add_adapters(models_[0].get_base_model(), offload=True, checkpointing=False)

@@ -35,6 +35,7 @@ from course_lib.train.trainer import (LOSS_ON, TrainResult, _answer_tokens_per_e
                                       world_size)
 from course_lib.train.fused_lora import fusable, fused_lora
 from course_lib.train.master_adamw import MasterWeightAdamW
+from course_lib.train.offload import offload_checkpoints
 from course_lib.train.watch import LiveLossPlot, _loss_points, plot_comparison, plot_history
 from course_lib.train.weighting import DECISION_END, _weighted_trainer_class, decision_key_ids, decision_weights
 
@@ -54,6 +55,8 @@ __all__ = [
     "fused_lora", "fusable",
     # master_adamw: fp32 master weights inside the optimizer (full fine-tuning of a bf16 model on a GPU)
     "MasterWeightAdamW", "masters_in_optimizer", "master_weight_optimizer",
+    # offload: checkpointed layer inputs in pinned CPU memory (QLoRA's longer steps in less GPU memory)
+    "offload_checkpoints",
     # several processes (python -m course_lib.train.launch under torchrun / accelerate launch)
     "world_size", "is_main_process", "per_process_preset",
     # watch

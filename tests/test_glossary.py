@@ -31,7 +31,7 @@ REQUIRED = [
     "Replay",
     # 05
     "NF4", "Double quantisation", "Variable-length attention", "Chunked cross-entropy", "MFU",
-    "World size", "DDP", "FSDP", "Scaling efficiency",
+    "World size", "DDP", "FSDP", "Scaling efficiency", "Master weights", "Offloading",
     # 06
     "Perplexity", "ROUGE-L", "Exact match", "Escalation recall", "Prompt injection", "Log-likelihood", "Break-even",
     "Behaviour drift", "Planted positive", "Verbatim regurgitation", "LLM-as-judge", "Rubric", "Position bias",

@@ -229,12 +229,17 @@ def train_steps(model, rows: list[dict], tokenizer, steps: int, lr: float = 2e-4
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "longest_packed_row": longest}
 
 
+def _recorded(path: str | Path) -> dict[str, Any]:
+    """A recorded benchmark result (JSON under benchmarks/results), or a clear error when it is missing."""
+    if not Path(path).exists():
+        raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
+    return json.loads(Path(path).read_text())
+
+
 def recorded_recipes(path: Path = RESULTS) -> dict[str, Any]:
     """The recorded GPU comparison (``benchmarks/gpu_recipes.py``): its runs, and for each shape the course
     recipe's tokens/s and peak memory as ratios of the textbook recipe's, measured in the same process."""
-    if not Path(path).exists():
-        raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
-    results = json.loads(Path(path).read_text())
+    results = _recorded(path)
     ratios = {}
     for name, run in results["runs"].items():
         if run.get("recipe") == "course" and run.get("method") == "qlora" and run.get("shape") != "tiny":
@@ -249,9 +254,7 @@ def recorded_variants(path: Path = RESULTS.parent / "gpu_recipes_8b_variants.jso
     """The 8B course recipe's variants measured one after another on one H100 (``gpu_recipes_8b_variants.json``):
     one dict per variant with its label, tokens/s, peak GiB, tokens per step, the exact command and ``repeats``:
     the tokens/s of the same command run again (the same call or another; empty when it ran once)."""
-    if not Path(path).exists():
-        raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
-    variants = json.loads(Path(path).read_text())["variants"]
+    variants = _recorded(path)["variants"]
     return [{"variant": label, **{k: run[k] for k in ("tokens_per_s", "peak_gib", "tokens_per_step", "device_command")},
              "repeats": run.get("repeats_tokens_per_s", [])} for label, run in variants.items()]
 
@@ -269,10 +272,7 @@ def recorded_presets(folder: Path = RESULTS.parent) -> list[dict[str, Any]]:
     (``benchmarks/gpu_greenleaf.py``, same process): tokens/s, peak GiB and the speed-up, one dict per row."""
     rows = []
     for label, (file, before, after) in PRESET_RUNS.items():
-        path = Path(folder) / file
-        if not path.exists():
-            raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
-        runs = json.loads(path.read_text())["runs"]
+        runs = _recorded(Path(folder) / file)["runs"]
         old, new = runs[before], runs[after]
         rows.append({"run": label, "before": old, "after": new,
                      "speedup": new["tokens_per_s"] / old["tokens_per_s"]})
@@ -283,14 +283,11 @@ def recorded_large_batches(folder: Path = RESULTS.parent) -> list[dict[str, Any]
     """The GreenLeaf recipe on the 1.1B shape with more rows a step than the ``h100`` preset's 64
     (``gpu_greenleaf_large.json``): one dict per measured run (method, rows, tokens/s, peak GiB, MFU of 989 TFLOP/s)
     with its speed-up over the same method with the ``h100`` preset as it was (``gpu_greenleaf.json``)."""
-    paths = [Path(folder) / "gpu_greenleaf_large.json", Path(folder) / "gpu_greenleaf.json"]
-    for path in paths:
-        if not path.exists():
-            raise QLoRAError(f"{path} is missing: it ships with the course (git checkout benchmarks/results).")
-    before = json.loads(paths[1].read_text())["runs"]
+    large = _recorded(Path(folder) / "gpu_greenleaf_large.json")
+    before = _recorded(Path(folder) / "gpu_greenleaf.json")["runs"]
     before = {"lora": before["1b-lora-h100-before"], "full": before["1b-full-h100-before"]}
     rows = []
-    for call in json.loads(paths[0].read_text())["calls"]:
+    for call in large["calls"]:
         runs = list(call.get("runs_repeated", {}).items()) + list(call.get("runs", {}).items())
         for name, run in runs:  # a call without "runs" recorded a regression, not the recipe
             if "error" in run:

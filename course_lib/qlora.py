@@ -259,6 +259,15 @@ def recorded_variants(path: Path = RESULTS.parent / "gpu_recipes_8b_variants.jso
              "repeats": run.get("repeats_tokens_per_s", [])} for label, run in variants.items()]
 
 
+def fastest_within(variants: list[dict[str, Any]], gib: float) -> dict[str, Any]:
+    """The fastest of ``recorded_variants()`` whose peak memory is at most ``gib`` GiB."""
+    fitting = [v for v in variants if v["peak_gib"] <= gib]
+    if not fitting:
+        raise QLoRAError(f"no recorded variant peaked at or below {gib} GiB: the smallest peak was "
+                         f"{min(v['peak_gib'] for v in variants):.2f} GiB.")
+    return max(fitting, key=lambda v: v["tokens_per_s"])
+
+
 PRESET_RUNS = {  # benchmarks/gpu_greenleaf.py runs: (results file, run before, run with the preset as it is now)
     "h100: 1.1B LoRA": ("gpu_greenleaf.json", "1b-lora-h100-before", "1b-lora-packed-64"),
     "h100: 135M LoRA": ("gpu_greenleaf.json", "135m-lora-h100-before", "135m-lora-packed-64"),
